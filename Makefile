@@ -1,0 +1,26 @@
+# The two commands of the README. Each creates .venv and installs numpynn into it on first use.
+#   make run    train the seed's network on MNIST and print its accuracy   (ARGS="--alpha 0.1" to pass flags)
+#   make test   run the test suite                                       (PYTEST_ARGS="-k data" to select)
+PYTHON ?= python3
+VENV := .venv
+# The MNIST files: $NUMPYNN_DATA if set, else ../shared/mnist beside this checkout if it is there.
+ifeq ($(NUMPYNN_DATA),)
+ifneq ($(wildcard ../shared/mnist),)
+export NUMPYNN_DATA := $(abspath ../shared/mnist)
+endif
+endif
+
+.PHONY: run test clean
+run: $(VENV)/.installed
+	$(VENV)/bin/numpynn seed $(ARGS)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

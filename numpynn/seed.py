@@ -1,0 +1,269 @@
+"""The seed's network, function by function: 784-10-10, ReLU, softmax, cross-entropy, full-batch gradient descent.
+
+This module is the program numpynn grew from (docs/seed.md tells its story, docs/math.md derives every line).
+It keeps the seed's names and its column layout: one column per image, so
+
+    X  (D, m)   D = 784 pixels, m images       W1 (H, D)   b1 (H, 1)   H = 10 hidden units
+    Y  (K, m)   one-hot, K = 10 classes        W2 (K, H)   b2 (K, 1)
+
+The rest of numpynn is batch-first, X (N, D); only this module is features x samples, as the seed wrote it.
+
+Where the seed was loose, this module is correct and says so next to the line:
+- one_hot takes the class count K instead of guessing it from Y.max() + 1;
+- the loss is computed from the logits with log-sum-exp, never as log(p + 1e-8);
+- the bias gradients are sums over samples (axis 1), one per unit.
+
+What it leaves out on purpose: layers, optimizers and mini-batches live in the engine (later modules).
+The math here imports NumPy only; loading data and printing results belong to `run_seed` and the CLI.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+D, K = 784, 10  # pixels per image, classes
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """Every default of the seed's program, in one place. The CLI builds `numpynn seed`'s options from these
+    fields and their help texts, so a default is never written twice."""
+
+    iterations: int = field(default=2000, metadata={"help": "full-batch gradient-descent steps, as in the seed"})
+    alpha: float = field(
+        default=0.01, metadata={"help": "learning rate; the seed never states it, 0.01 reproduces its numbers"}
+    )
+    hidden: int = field(default=10, metadata={"help": "hidden units H (the seed has 10)"})
+    seed: int = field(default=0, metadata={"help": "seeds the train/dev shuffle and the initial weights"})
+    dev_size: int = field(default=10_000, metadata={"help": "training images held out as the dev set"})
+    print_every: int = field(default=10, metadata={"help": "print the loss every this many iterations (0: never)"})
+    block: int = field(
+        default=512, metadata={"help": "images per block when summing the gradient; changes speed, not results"}
+    )
+
+    def __post_init__(self):
+        checks = {
+            "iterations": self.iterations >= 0,
+            "alpha": np.isfinite(self.alpha) and self.alpha > 0,
+            "hidden": self.hidden >= 1,
+            "seed": self.seed >= 0,
+            "dev_size": self.dev_size >= 1,
+            "print_every": self.print_every >= 0,
+            "block": self.block >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {_RANGES[name]}")
+
+
+_RANGES = {
+    "iterations": "use 0 or more",
+    "alpha": "use a finite number above 0, e.g. 0.01",
+    "hidden": "use 1 or more",
+    "seed": "use 0 or more",
+    "dev_size": "use 1 or more (and fewer than the training images)",
+    "print_every": "use 0 (never) or more",
+    "block": "use 1 or more",
+}
+
+
+class Params(NamedTuple):
+    W1: np.ndarray  # (H, D)
+    b1: np.ndarray  # (H, 1)
+    W2: np.ndarray  # (K, H)
+    b2: np.ndarray  # (K, 1)
+
+
+def init_params(rng: np.random.Generator, H: int = 10, dtype=np.float32) -> Params:
+    """W ~ N(0, 1) * 0.01, b = 0, as the seed does."""
+    W1 = (rng.standard_normal((H, D)) * 0.01).astype(dtype)  # (H, D)
+    b1 = np.zeros((H, 1), dtype)  # (H, 1)
+    W2 = (rng.standard_normal((K, H)) * 0.01).astype(dtype)  # (K, H)
+    b2 = np.zeros((K, 1), dtype)  # (K, 1)
+    return Params(W1, b1, W2, b2)
+
+
+def ReLU(Z):
+    """ReLU(z) = max(0, z)"""
+    return np.maximum(Z, 0)
+
+
+def derivative_ReLU(Z):
+    """ReLU'(z) = 1 if z > 0 else 0   (at z = 0 we take 0, as the seed does)"""
+    return Z > 0
+
+
+def softmax(Z):
+    """softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z), per column.
+    Subtracting the column's max changes nothing mathematically and keeps exp() from overflowing."""
+    E = np.exp(Z - Z.max(axis=0, keepdims=True))  # (K, m), every entry in (0, 1]
+    return E / E.sum(axis=0, keepdims=True)  # (K, m)
+
+
+def one_hot(y, K: int = K):
+    """Y[k, i] = 1 if y_i == k.  K is explicit: the seed's Y.max() + 1 gives 9 rows when no 9 is in the batch."""
+    Y = np.zeros((K, y.size), np.float32)  # (K, m)
+    Y[y, np.arange(y.size)] = 1
+    return Y
+
+
+def forward_propagation(X, W1, b1, W2, b2):
+    """Z1 = W1 X + b1,  A1 = ReLU(Z1),  Z2 = W2 A1 + b2,  A2 = softmax(Z2).
+    The biases enter at the hidden and output layers; the input layer has none."""
+    # W1 @ X, computed as (X^T W1^T)^T: the same numbers, but OpenBLAS then streams the long
+    # m-axis of X first and runs about twice as fast for this skinny product (benchmarks/seed_speed.py).
+    Z1 = (X.T @ W1.T).T + b1  # (H, m)
+    A1 = ReLU(Z1)  # (H, m)
+    Z2 = W2 @ A1 + b2  # (K, m)
+    A2 = softmax(Z2)  # (K, m)
+    return Z1, A1, Z2, A2
+
+
+def cross_entropy(Z2, y):
+    """Loss = -(1/m) sum_i log softmax(Z2)[y_i, i] = (1/m) sum_i (logsumexp(Z2[:, i]) - Z2[y_i, i]).
+    Computed from the logits, so it stays finite even when a probability underflows to 0."""
+    z_max = Z2.max(axis=0)  # (m,)
+    log_sum_exp = z_max + np.log(np.exp(Z2 - z_max).sum(axis=0))  # (m,)
+    return float(np.mean(log_sum_exp - Z2[y, np.arange(y.size)]))
+
+
+def backward_propagation(X, y, Z1, A1, W2, A2, m: int | None = None):
+    """dZ2 = A2 - Y              dW2 = (1/m) dZ2 A1^T      db2 = (1/m) sum_i dZ2[:, i]
+    dZ1 = (W2^T dZ2) * ReLU'(Z1)  dW1 = (1/m) dZ1 X^T       db1 = (1/m) sum_i dZ1[:, i]
+    m is the number of images the loss averages over; it defaults to this batch's size. Pass the full
+    training-set size when X is one block of it, and the blocks' gradients add up to the full gradient."""
+    m = y.size if m is None else m
+    dZ2 = A2 - one_hot(y, A2.shape[0])  # (K, m_block)  softmax + cross-entropy: dL/dZ2 = A2 - Y
+    dW2 = dZ2 @ A1.T / m  # (K, H)
+    db2 = dZ2.sum(axis=1, keepdims=True) / m  # (K, 1)  a sum over samples, per unit
+    dZ1 = (W2.T @ dZ2) * derivative_ReLU(Z1)  # (H, m_block)  element-wise product with ReLU'
+    dW1 = (X @ dZ1.T).T / m  # (H, D)  = dZ1 X^T / m, oriented for speed like Z1 above
+    db1 = dZ1.sum(axis=1, keepdims=True) / m  # (H, 1)
+    return dW1, db1, dW2, db2
+
+
+def update_params(params: Params, grads, alpha: float) -> Params:
+    """theta <- theta - alpha * dtheta, for each of W1, b1, W2, b2. Returns new arrays; grads are values."""
+    return Params(*(theta - alpha * dtheta for theta, dtheta in zip(params, grads)))
+
+
+class Block(NamedTuple):
+    pixels: np.ndarray  # (D_b,)  indices of the pixels that are non-zero in at least one image of the block
+    X: np.ndarray  # (D_b, n)  the block's images, those pixels only
+    y: np.ndarray  # (n,)      their labels
+
+
+def pack_blocks(X, y, block: int = SeedConfig.block) -> list[Block]:
+    """Cut the training set into blocks of `block` images, keeping per block only the pixels it uses.
+
+    This changes the speed, never the math. The gradient of the mean loss is the sum of every block's
+    gradient taken with the full m, and a pixel that is 0 in every image of a block adds exactly 0 to that
+    block's Z1 and to its dW1, so it can be left out. MNIST digits fill about 20% of their 28x28 square;
+    sorting the images by where their ink starts (top row, then left and right column) puts digits with
+    similar outlines together, and the blocks keep about half of the 784 pixels. Each block is small enough
+    to stay in the CPU cache between its forward and backward pass, so it is read from memory once per
+    iteration. benchmarks/seed_speed.py measures the effect."""
+    ink = (X != 0).reshape(28, 28, -1)  # (28, 28, m)  column layout: pixel (row, col) per image
+    rows, cols = ink.any(axis=1), ink.any(axis=0)  # (28, m) each
+    top, left, right = rows.argmax(axis=0), cols.argmax(axis=0), 27 - cols[::-1].argmax(axis=0)  # (m,) each
+    order = np.lexsort((right, left, top))  # (m,)  sorted by top, then left, then right
+    blocks = []
+    for start in range(0, y.size, block):
+        images = order[start : start + block]  # (n,)
+        X_b = X[:, images]  # (D, n)
+        pixels = np.flatnonzero((X_b != 0).any(axis=1))  # (D_b,)
+        blocks.append(Block(pixels, np.asfortranarray(X_b[pixels]), y[images]))
+    return blocks
+
+
+def gradients(blocks: list[Block], params: Params, m: int, with_loss: bool = False):
+    """The full-batch gradient (dW1, db1, dW2, db2): the sum of every block's gradient, each taken with the
+    full m. On a block, the network is the seed's restricted to the block's pixels: W1's other columns only
+    ever meet zeros there. Returns (grads, loss): the mean loss over all m images if asked, else None."""
+    W1, b1, W2, b2 = params
+    dW1, db1, dW2, db2 = (np.zeros_like(theta) for theta in params)
+    loss_sum = 0.0
+    for pixels, X_b, y_b in blocks:
+        Z1, A1, Z2, A2 = forward_propagation(X_b, W1[:, pixels], b1, W2, b2)
+        dW1_b, db1_b, dW2_b, db2_b = backward_propagation(X_b, y_b, Z1, A1, W2, A2, m)
+        dW1[:, pixels] += dW1_b  # pixels are distinct, so this fancy-indexed += adds every entry once
+        db1 += db1_b
+        dW2 += dW2_b
+        db2 += db2_b
+        if with_loss:
+            loss_sum += cross_entropy(Z2, y_b) * y_b.size
+    return Params(dW1, db1, dW2, db2), (loss_sum / m if with_loss else None)
+
+
+def gradient_descent(
+    X,
+    y,
+    iterations: int,
+    alpha: float,
+    *,
+    params: Params | None = None,
+    rng: np.random.Generator | None = None,
+    hidden: int = SeedConfig.hidden,
+    print_every: int = SeedConfig.print_every,
+    block: int = SeedConfig.block,
+    log: Callable[[str], None] | None = print,
+):
+    """Full-batch gradient descent: every iteration uses all m images.
+
+    Starts from `params` if given, else from init_params(rng). Every `print_every` iterations it records the
+    loss of that iteration's forward pass and, if `log` is set, prints `Iteration i: Loss = x.xxxx` as the seed
+    does. Returns (params, losses), losses mapping iteration -> loss."""
+    if params is None:
+        params = init_params(rng if rng is not None else np.random.default_rng(0), hidden, X.dtype)
+    blocks = pack_blocks(X, y, block)
+    losses = {}
+    for i in range(iterations):
+        record = print_every > 0 and i % print_every == 0
+        grads, loss = gradients(blocks, params, y.size, with_loss=record)
+        if record:
+            losses[i] = loss
+            if log is not None:
+                log(f"Iteration {i}: Loss = {losses[i]:.4f}")
+        params = update_params(params, grads, alpha)
+    return params, losses
+
+
+def predict(X, params: Params):
+    """The class with the highest probability, per column: argmax_k A2[k, i]."""
+    _, _, _, A2 = forward_propagation(X, *params)
+    return A2.argmax(axis=0)
+
+
+def accuracy(X, y, params: Params) -> float:
+    """Fraction of images classified correctly, in [0, 1] (the seed prints it as a percentage)."""
+    return float(np.mean(predict(X, params) == y))
+
+
+def run_seed(splits, config: SeedConfig | None = None, log: Callable[[str], None] | None = print) -> dict:
+    """The seed's whole program on already-loaded splits: train, then measure train, dev and test accuracy.
+    `splits` holds batch-first arrays (N, 784); the seed's column layout is their transpose, a free view."""
+    config = config or SeedConfig()
+    start = time.perf_counter()
+    params, losses = gradient_descent(
+        splits.X_train.T,
+        splits.y_train,
+        config.iterations,
+        config.alpha,
+        rng=np.random.default_rng(config.seed),
+        hidden=config.hidden,
+        print_every=config.print_every,
+        block=config.block,
+        log=log,
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "params": params,
+        "losses": losses,
+        "train_accuracy": accuracy(splits.X_train.T, splits.y_train, params),
+        "dev_accuracy": accuracy(splits.X_dev.T, splits.y_dev, params),
+        "test_accuracy": accuracy(splits.X_test.T, splits.y_test, params),
+        "seconds": seconds,
+    }
