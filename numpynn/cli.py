@@ -10,6 +10,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 
 from . import __version__
 from .data import DATASETS, DataError, load_mnist
@@ -98,10 +99,16 @@ def cmd_seed(args) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"numpynn: warning: {message}", file=sys.stderr)  # the user's problem, not numpynn's file and line
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # restores the usual warning display when main() returns
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except UsageError as error:
         print(f"numpynn: error: {error}", file=sys.stderr)
         return 2
