@@ -35,7 +35,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
             "--" + f.name.replace("_", "-"),
             type=type(f.default),
             default=f.default,
-            metavar=f.name.upper(),
+            metavar={int: "N", float: "X"}.get(type(f.default), "VALUE"),
             help=f"{f.metadata.get('help', '')} (default: {f.default})",
         )
 

@@ -36,7 +36,7 @@ class SeedConfig:
     alpha: float = field(
         default=0.01, metadata={"help": "learning rate; the seed never states it, 0.01 reproduces its numbers"}
     )
-    hidden: int = field(default=10, metadata={"help": "hidden units H (the seed has 10)"})
+    hidden: int = field(default=10, metadata={"help": "hidden units H; the seed has 10"})
     seed: int = field(default=0, metadata={"help": "seeds the train/dev shuffle and the initial weights"})
     dev_size: int = field(default=10_000, metadata={"help": "training images held out as the dev set"})
     print_every: int = field(default=10, metadata={"help": "print the loss every this many iterations (0: never)"})
@@ -45,29 +45,18 @@ class SeedConfig:
     )
 
     def __post_init__(self):
-        checks = {
-            "iterations": self.iterations >= 0,
-            "alpha": np.isfinite(self.alpha) and self.alpha > 0,
-            "hidden": self.hidden >= 1,
-            "seed": self.seed >= 0,
-            "dev_size": self.dev_size >= 1,
-            "print_every": self.print_every >= 0,
-            "block": self.block >= 1,
-        }
-        for name, ok in checks.items():
+        rules = [  # (field, is it in range, how to fix it)
+            ("iterations", self.iterations >= 0, "use 0 or more"),
+            ("alpha", np.isfinite(self.alpha) and self.alpha > 0, "use a finite number above 0, e.g. 0.01"),
+            ("hidden", self.hidden >= 1, "use 1 or more"),
+            ("seed", self.seed >= 0, "use 0 or more"),
+            ("dev_size", self.dev_size >= 1, "use 1 or more (and fewer than the training images)"),
+            ("print_every", self.print_every >= 0, "use 0 (never) or more"),
+            ("block", self.block >= 1, "use 1 or more"),
+        ]
+        for name, ok, fix in rules:
             if not ok:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {_RANGES[name]}")
-
-
-_RANGES = {
-    "iterations": "use 0 or more",
-    "alpha": "use a finite number above 0, e.g. 0.01",
-    "hidden": "use 1 or more",
-    "seed": "use 0 or more",
-    "dev_size": "use 1 or more (and fewer than the training images)",
-    "print_every": "use 0 (never) or more",
-    "block": "use 1 or more",
-}
+                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {fix}")
 
 
 class Params(NamedTuple):
