@@ -1,6 +1,6 @@
 """The seed's network, function by function: 784-10-10, ReLU, softmax, cross-entropy, full-batch gradient descent.
 
-This module is the program numpynn grew from (docs/seed.md tells its story, docs/math.md derives every line).
+This module is the program numpynn grew from; docs/math.md derives every line of it.
 It keeps the seed's names and its column layout: one column per image, so
 
     X  (D, m)   D = 784 pixels, m images       W1 (H, D)   b1 (H, 1)   H = 10 hidden units
@@ -66,7 +66,7 @@ class Params(NamedTuple):
     b2: np.ndarray  # (K, 1)
 
 
-def init_params(rng: np.random.Generator, H: int = 10, dtype=np.float32) -> Params:
+def init_params(rng: np.random.Generator, H: int = SeedConfig.hidden, dtype=np.float32) -> Params:
     """W ~ N(0, 1) * 0.01, b = 0, as the seed does."""
     W1 = (rng.standard_normal((H, D)) * 0.01).astype(dtype)  # (H, D)
     b1 = np.zeros((H, 1), dtype)  # (H, 1)
@@ -93,7 +93,7 @@ def softmax(Z):
 
 
 def one_hot(y, K: int = K):
-    """Y[k, i] = 1 if y_i == k.  K is explicit: the seed's Y.max() + 1 gives 9 rows when no 9 is in the batch."""
+    """Y[k, i] = 1 if y_i == k.  K is explicit: the seed's Y.max() + 1 gives too few rows when a batch lacks the top class."""
     Y = np.zeros((K, y.size), np.float32)  # (K, m)
     Y[y, np.arange(y.size)] = 1
     return Y
@@ -125,7 +125,7 @@ def backward_propagation(X, y, Z1, A1, W2, A2, m: int | None = None):
     m is the number of images the loss averages over; it defaults to this batch's size. Pass the full
     training-set size when X is one block of it, and the blocks' gradients add up to the full gradient."""
     m = y.size if m is None else m
-    dZ2 = A2 - one_hot(y, A2.shape[0])  # (K, m_block)  softmax + cross-entropy: dL/dZ2 = A2 - Y
+    dZ2 = A2 - one_hot(y, A2.shape[0])  # (K, m_block)  m * dL/dZ2 for softmax + cross-entropy; 1/m comes in dW, db
     dW2 = dZ2 @ A1.T / m  # (K, H)
     db2 = dZ2.sum(axis=1, keepdims=True) / m  # (K, 1)  a sum over samples, per unit
     dZ1 = (W2.T @ dZ2) * derivative_ReLU(Z1)  # (H, m_block)  element-wise product with ReLU'
