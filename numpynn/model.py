@@ -1,0 +1,146 @@
+"""A model: a list of layers run in order forward and in reverse backward, plus what a trainer and a model file
+need from it: the parameters and gradients as matching lists, a state to save and load, and a description
+(spec) to rebuild it from.
+
+    model = mlp([784, 800, 10], rng=np.random.default_rng(0))
+    Z = model.forward(X)                          # (N, K) logits
+    loss, dZ = softmax_cross_entropy(Z, y)
+    model.backward(dZ)                            # fills every layer's grads
+    opt.step(model.params(), model.grads())       # the optimizer changes the weights
+
+Left out on purpose: branching graphs (only a chain of layers), reading and writing files (serialize.py does
+that with state_dict and spec), and the training loop (train.py).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh, require
+from .losses import softmax
+
+
+class Sequential:
+    """Y = layer_L(... layer_2(layer_1(X))).   Backward: dX = backward_1(backward_2(... backward_L(dY)))"""
+
+    def __init__(self, layers: list):
+        self.layers = list(layers)
+
+    def forward(self, X, train: bool = True):
+        for layer in self.layers:
+            X = layer.forward(X, train)
+        return X
+
+    def backward(self, dY, need_dX=True):
+        """Fills every layer's grads. Returns dL/dX, or None with need_dX=False: training has no use for
+        the input's gradient, and a first Dense layer then skips its largest product."""
+        for i, layer in reversed(list(enumerate(self.layers))):
+            if i == 0 and not need_dX and isinstance(layer, Dense):
+                return layer.backward(dY, need_dX=False)
+            dY = layer.backward(dY)
+        return dY  # dL/dX
+
+    def params(self) -> list[np.ndarray]:
+        """Every trainable array, layer by layer, in the order of param_names()."""
+        return [theta for layer in self.layers for theta in layer.params.values()]
+
+    def grads(self) -> list[np.ndarray]:
+        """dL/dparam from the last backward, in the order of params()."""
+        if any(layer.params.keys() != layer.grads.keys() for layer in self.layers):
+            raise RuntimeError("no gradients yet: call backward after a forward with train=True")
+        return [layer.grads[name] for layer in self.layers for name in layer.params]
+
+    def param_names(self) -> list[str]:
+        """'<layer index>.<name>', e.g. ['0.W', '0.b', '1.gamma', ...], in the order of params()."""
+        return [f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.params]
+
+    def n_params(self) -> int:
+        return sum(theta.size for theta in self.params())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every param and buffer, named like param_names(), and each Dropout generator's state as
+        '<i>.rng': its JSON text in a 0-d string array, so np.savez / np.load(allow_pickle=False) keep it."""
+        state = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in {**layer.params, **layer.buffers}.items():
+                state[f"{i}.{name}"] = value.copy()
+            if hasattr(layer, "rng"):
+                state[f"{i}.rng"] = np.array(json.dumps(layer.rng.bit_generator.state))
+        return state
+
+    def load_state_dict(self, state) -> None:
+        """Load a state_dict (or an np.load of one) after checking every name and shape; refuses a mismatch
+        before changing anything. Arrays are copied into the existing ones, so an optimizer holding them
+        keeps working, and are cast to the model's dtype."""
+        state = {name: np.asarray(state[name]) for name in state}
+        own = self.state_dict()
+        missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        if missing or extra:
+            raise ValueError(f"state does not fit this model: missing entries {missing}, unexpected entries {extra}")
+        for name, value in own.items():
+            if state[name].shape != value.shape:
+                raise ValueError(f"state entry {name!r} has shape {state[name].shape}; this model needs {value.shape}")
+        rng_states = {}
+        for name in (name for name in own if name.endswith(".rng")):
+            try:
+                rng_states[name] = json.loads(str(state[name]))
+            except ValueError as error:
+                raise ValueError(f"state entry {name!r} is not a generator state in JSON: {error}") from None
+        for i, layer in enumerate(self.layers):
+            for name, value in {**layer.params, **layer.buffers}.items():
+                value[...] = state[f"{i}.{name}"]
+            if hasattr(layer, "rng"):
+                layer.rng.bit_generator.state = rng_states[f"{i}.rng"]
+
+    def spec(self) -> list[dict]:
+        return [layer.spec() for layer in self.layers]
+
+    @classmethod
+    def from_spec(cls, spec: list[dict], rng: np.random.Generator | None = None) -> Sequential:
+        """A fresh model of this description; rng draws the Dense layers' initial weights (then load a state)."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        layers = []
+        for layer_spec in spec:
+            kind = layer_spec.get("type")
+            require(kind in LAYERS, "type", kind, f"use one of {', '.join(LAYERS)}")
+            kwargs = {key: value for key, value in layer_spec.items() if key != "type"}
+            if kind == "Dense":
+                kwargs["rng"] = rng  # the only layer that draws its initial values
+            layers.append(LAYERS[kind](**kwargs))
+        return cls(layers)
+
+    def predict_proba(self, X, batch_size: int = 1000):
+        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
+        require(batch_size >= 1, "batch_size", batch_size, "use 1 or more")
+        starts = range(0, max(len(X), 1), batch_size)  # an empty X still runs one (empty) batch, giving (0, K)
+        return np.concatenate([softmax(self.forward(X[s : s + batch_size], train=False)) for s in starts])
+
+    def predict(self, X, batch_size: int = 1000):
+        """The most probable class of each image.  (N,)"""
+        return self.predict_proba(X, batch_size).argmax(axis=1)
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+def mlp(sizes=(784, 800, 10), activation: str = "relu", init: str = "he", dropout: float = 0.0,
+        batchnorm: bool = False, rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
+    """A multilayer perceptron with sizes = [D, H_1, ..., K]: for each hidden layer
+    Dense -> BatchNorm (if batchnorm) -> activation -> Dropout (if dropout > 0), then a Dense giving K logits
+    (the softmax lives in the loss). mlp([784, 10, 10], init="seed") is the seed's network, and with
+    rng = default_rng(s) its weights are exactly numpynn.seed.init_params(default_rng(s))'s, transposed."""
+    require(len(sizes) >= 2, "sizes", sizes, "give at least the input and output sizes, e.g. [784, 10]")
+    require(activation in ACTIVATIONS, "activation", activation, f"use one of {', '.join(ACTIVATIONS)}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    layers = []
+    for i, (D_in, D_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Dense(D_in, D_out, init, rng, dtype))
+        if i == len(sizes) - 2:
+            break  # the output layer: logits, no activation
+        if batchnorm:
+            layers.append(BatchNorm(D_out, dtype=dtype))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout, seed=int(rng.integers(2**31))))  # each Dropout its own stream
+    return Sequential(layers)
