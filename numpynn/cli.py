@@ -21,6 +21,11 @@ class UsageError(Exception):
     """A flag's value is out of range. Reported like argparse's own errors, with exit code 2."""
 
 
+class CommandError(Exception):
+    """The command cannot do its job with what it was given (a bad model file, a blank picture, a diverged
+    run). One line, exit code 1."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but its errors use the same one-line format as every other numpynn error."""
 
@@ -28,16 +33,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"numpynn: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
-    """One --flag per field of a config dataclass, typed and documented by the field itself."""
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 256,128") from None
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_given: bool = False) -> None:
+    """One --flag per field of a config dataclass, typed and documented by the field itself.
+
+    With only_if_given, a flag the user did not type leaves no attribute at all, so a preset or a config
+    file can fill it in; the help still shows the class's default."""
     for f in dataclasses.fields(config_cls):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=type(f.default),
-            default=f.default,
-            metavar={int: "N", float: "X"}.get(type(f.default), "VALUE"),
-            help=f"{f.metadata.get('help', '')} (default: {f.default})",
-        )
+        kind = type(f.default)
+        options = {"help": f"{f.metadata.get('help', '')} (default: {_show(f.default)})"}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            options |= {"type": _parse_widths, "metavar": "N,N"}
+        else:
+            options |= {"type": kind, "metavar": {int: "N", float: "X"}.get(kind, "NAME")}
+        if "choices" in f.metadata:
+            options |= {"choices": f.metadata["choices"], "metavar": "{" + ",".join(f.metadata["choices"]) + "}"}
+        options["default"] = argparse.SUPPRESS if only_if_given else f.default
+        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +95,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="end with one JSON line: train/dev/test accuracy (0-1), seconds",
     )
     seed.set_defaults(run=cmd_seed)
+
+    from .train import TrainConfig  # the engine loads only when its commands are built
+
+    train = commands.add_parser(
+        "train",
+        help="train a network on mini-batches, write a model file, print dev and test accuracy",
+        description="Train a network on MNIST. Options come from the defaults, then --preset, then --config "
+        "FILE, then the flags you type, each overriding the one before.",
+    )
+    _add_config_options(train, TrainConfig, only_if_given=True)
+    train.add_argument("--config", metavar="FILE", help="a TOML file of options, e.g. lr = 0.1 (same names, with _)")
+    train.add_argument("--out", metavar="PATH", default="model.npz", help="model file to write (default: model.npz)")
+    train.add_argument(
+        "--checkpoint", metavar="PATH", help="checkpoint written after every epoch (default: OUT with .ckpt.npz)"
+    )
+    train.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint; only --epochs may change")
+    _add_data_options(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    train.add_argument("--json", action="store_true", help="end with one JSON line: dev/test accuracy, seconds")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model file on the test set: accuracy, per-class scores, confusion matrix"
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)")
+    predict.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="pictures of one digit each")
+    predict.add_argument("--json", action="store_true", help="print a JSON list: file, digit, probabilities")
+    predict.add_argument(
+        "--show-input", metavar="DIR", help="save the 28x28 each picture became (what the network saw) in DIR"
+    )
+    predict.set_defaults(run=cmd_predict)
+
+    info = commands.add_parser("info", help="print a model file's header: architecture, config, metrics")
+    info.add_argument("model", metavar="MODEL")
+    info.add_argument("--json", action="store_true", help="print the header as JSON")
+    info.set_defaults(run=cmd_info)
     return parser
 
 
@@ -103,6 +169,213 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"numpynn: warning: {message}", file=sys.stderr)  # the user's problem, not numpynn's file and line
 
 
+def _train_config(args):
+    """Defaults < preset < --config FILE < typed flags."""
+    from .train import TrainConfig, make_config
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    values = {**(_read_toml(args.config) if args.config else {}),
+              **{name: getattr(args, name) for name in names if hasattr(args, name)}}
+    try:
+        return make_config(values.pop("preset", "mlp"), **values)
+    except ValueError as error:
+        name, _, rest = str(error).partition(" ")
+        raise UsageError(f"--{name.replace('_', '-')} {rest}" if name in names else str(error)) from None
+
+
+def _read_toml(path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"--config {path}: not a valid TOML file ({error})") from None
+    return data.get("train", data)
+
+
+def cmd_train(args) -> int:
+    import pathlib
+
+    from tqdm import tqdm
+
+    from . import serialize
+    from .train import Run, TrainingDiverged, evaluate, fit
+
+    started = time.perf_counter()
+    out = pathlib.Path(args.out)
+    checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
+    for path in (out, checkpoint):
+        if path.suffix != ".npz":
+            raise UsageError(f"{path}: model and checkpoint files end in .npz")
+        if not path.parent.is_dir():
+            raise UsageError(f"{path.parent}: no such folder; create it or choose another path")
+    if args.resume:
+        typed = [f.name for f in dataclasses.fields(_train_config_class()) if hasattr(args, f.name)]
+        if set(typed) - {"epochs"} or args.config:
+            raise UsageError("with --resume the checkpoint's options are used; only --epochs may change")
+        arrays, header = serialize.load(args.resume)
+        if header.get("kind") != "checkpoint":
+            raise UsageError(f"--resume {args.resume}: a model file, not a checkpoint (use the .ckpt.npz file)")
+        run = Run.resume(arrays, header, epochs=getattr(args, "epochs", None))
+    else:
+        run = Run.start(_train_config(args))
+    config = run.config
+    try:
+        splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
+    except ValueError as error:
+        raise UsageError(f"--dev-size: {error}") from None
+
+    def bar(epoch, n_batches):
+        return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
+
+    try:
+        history = fit(run, splits, checkpoint=checkpoint, progress=None if args.quiet else bar,
+                      log=None if args.quiet else print)
+    except TrainingDiverged as error:
+        raise CommandError(str(error)) from None
+    test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
+    dev_loss, dev_accuracy = evaluate(run.model, splits.X_dev, splits.y_dev)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped, "seconds": seconds,
+    }
+    header = {
+        "numpynn_version": __version__,
+        "dataset": {"name": args.dataset, "dev_size": config.dev_size, "split_seed": config.seed},
+        "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"},
+        "config": dataclasses.asdict(config),
+        "metrics": metrics,
+        "history": dataclasses.asdict(history),
+    }
+    serialize.save_model(out, run.model, header)
+    _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
+    if history.stopped == "interrupted":
+        print(f"Interrupted after {run.epoch} full epochs; the model trained so far is saved.")
+    print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
+    print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
+    print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
+    if args.json:
+        print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
+                          "model": str(out), "epochs": run.epoch, "stopped": history.stopped}))
+    return 130 if history.stopped == "interrupted" else 0
+
+
+def _train_config_class():
+    from .train import TrainConfig
+
+    return TrainConfig
+
+
+def _write_json(path, data) -> None:
+    """Atomically: a temp file beside it, then rename."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _load_model(path):
+    from .serialize import ModelFileError, load_model
+
+    try:
+        return load_model(path)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from None
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_raw
+    from .metrics import report
+
+    model, header = _load_model(args.model)
+    _, _, x_test, y_test = load_raw(args.dataset, args.data, progress=False)
+    X = x_test.reshape(len(x_test), -1).astype("float32") / 255  # (N, 784), as the model was trained
+    result = report(y_test.astype("int64"), model.predict(X))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"Accuracy: {100 * result['accuracy']:.2f}%  ({result['n']} test images, model {args.model})")
+    print("\nclass  precision  recall     f1  support")
+    for row in result["per_class"]:
+        print(f"{row['class']:>5}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}")
+    print(f"macro F1 {result['macro_f1']:.4f}")
+    print("\nconfusion matrix (rows: true digit, columns: predicted)")
+    print("     " + "".join(f"{k:>6}" for k in range(10)))
+    for k, row in enumerate(result["confusion"]):
+        print(f"{k:>5}" + "".join(f"{n:>6}" for n in row))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pathlib
+
+    import numpy as np
+
+    from .images import ImageError, prepare, to_png
+
+    model, _ = _load_model(args.model)
+    try:
+        digits = [prepare(path) for path in args.images]  # each (28, 28) in [0, 1]
+    except ImageError as error:
+        raise CommandError(str(error)) from None
+    if args.show_input:
+        folder = pathlib.Path(args.show_input)
+        if not folder.is_dir():
+            raise UsageError(f"--show-input {folder}: no such folder; create it first")
+    P = model.predict_proba(np.stack(digits).reshape(len(digits), -1))  # (n, 10)
+    results = []
+    for path, digit, p in zip(args.images, digits, P):
+        result = {"file": path, "digit": int(p.argmax()), "probabilities": [round(float(q), 6) for q in p]}
+        if args.show_input:
+            seen = folder / (pathlib.Path(path).stem + ".input.png")
+            to_png(digit, seen, scale=8)
+            result["input"] = str(seen)
+        results.append(result)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        top = sorted(range(10), key=lambda k: -r["probabilities"][k])[:3]
+        others = ", ".join(f"{k}: {100 * r['probabilities'][k]:.1f}%" for k in top[1:])
+        print(f"{r['file']}: {r['digit']}  ({100 * r['probabilities'][r['digit']]:.1f}%; then {others})")
+        if "input" in r:
+            print(f"  the network saw: {r['input']}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    model, header = _load_model(args.model)
+    if args.json:
+        print(json.dumps(header, indent=1))
+        return 0
+    print(f"{args.model}: numpynn {header.get('kind', 'model')} file, format {header['format_version']}, "
+          f"written by numpynn {header.get('numpynn_version', '?')}")
+    print(f"architecture: {' -> '.join(_describe(layer) for layer in header['architecture'])}")
+    print(f"parameters: {model.n_params():,}")
+    for key in ("dataset", "preprocessing", "metrics", "config"):
+        if key in header:
+            print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in header[key].items()))
+    return 0
+
+
+def _describe(layer: dict) -> str:
+    sizes = [f"{k}={v}" for k, v in layer.items() if k != "type"]
+    return f"{layer['type']}({', '.join(sizes)})" if sizes else layer["type"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -112,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"numpynn: error: {error}", file=sys.stderr)
         return 2
-    except DataError as error:
+    except (DataError, CommandError) as error:
         print(f"numpynn: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,350 @@
+"""Training: one config dataclass with every default, the mini-batch loop, and its History.
+
+The loop is the whole story of training in one function, `fit`: shuffle with a seeded generator, cut into
+mini-batches, forward, loss, backward, optimizer step; evaluate the dev set after every epoch; keep the best
+weights for early stopping; stop with a clear message if the loss or a weight stops being finite; write a
+checkpoint after every epoch, from which `fit` can resume bit for bit.
+
+What it leaves out: parsing flags and printing (cli.py), the file format (serialize.py), the math (layers,
+losses, optim, model). Paths arrive as arguments.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+from . import serialize
+from .losses import softmax_cross_entropy
+from .model import Sequential, mlp
+from .optim import SGD, Adam, AdamW, clip_grad_norm, make_schedule
+
+K = 10  # classes
+
+
+def _opt(default, help_text, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training default, in one place. `numpynn train` builds one flag per field from this class, and
+    the presets below only name the fields they change."""
+
+    preset: str = _opt("mlp", "starting point for every other option", choices=("mlp", "seed"))
+    hidden: tuple[int, ...] = _opt((800,), "hidden layer widths, comma-separated, e.g. 256,128")
+    activation: str = _opt("relu", "hidden activation", choices=("relu", "leaky_relu", "sigmoid", "tanh"))
+    init: str = _opt("he", "weight initialisation", choices=("he", "glorot", "seed"))
+    dropout: float = _opt(0.0, "dropout probability after each hidden activation (0: none)")
+    batchnorm: bool = _opt(False, "batch normalisation before each hidden activation")
+    optimizer: str = _opt("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
+    lr: float = _opt(0.05, "learning rate at the top of the schedule")
+    momentum: float = _opt(0.9, "SGD momentum (0: plain SGD)")
+    nesterov: bool = _opt(False, "Nesterov momentum (SGD)")
+    weight_decay: float = _opt(0.0, "weight decay (L2 for SGD and Adam, decoupled for AdamW)")
+    schedule: str = _opt("cosine", "learning-rate schedule", choices=("constant", "step", "cosine"))
+    warmup_epochs: float = _opt(0.0, "linear warm-up from 0 over this many epochs")
+    step_epochs: int = _opt(10, "step schedule: multiply the rate by --gamma every this many epochs")
+    gamma: float = _opt(0.1, "step schedule: the factor")
+    clip_norm: float = _opt(0.0, "clip the gradient's global L2 norm to this (0: no clipping)")
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon (0: none)")
+    batch_size: int = _opt(128, "images per mini-batch")
+    epochs: int = _opt(20, "passes over the training set")
+    patience: int = _opt(0, "early stopping: stop after this many epochs without a better dev accuracy (0: off)")
+    seed: int = _opt(0, "seeds the split, the initial weights, the shuffling and dropout")
+    dev_size: int = _opt(10_000, "training images held out as the dev set")
+
+    def __post_init__(self):
+        rules = [  # (field, is it in range, how to fix it)
+            ("hidden", len(self.hidden) >= 1 and all(1 <= h <= 100_000 for h in self.hidden),
+             "give one or more widths between 1 and 100000, e.g. 800 or 256,128"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "use a probability in [0, 1)"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "use a finite number above 0, e.g. 0.05"),
+            ("momentum", 0.0 <= self.momentum < 1.0, "use a value in [0, 1), e.g. 0.9"),
+            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "use 0 or more"),
+            ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
+            ("step_epochs", self.step_epochs >= 1, "use 1 or more"),
+            ("gamma", 0 < self.gamma <= 1, "use a factor in (0, 1]"),
+            ("clip_norm", math.isfinite(self.clip_norm) and self.clip_norm >= 0, "use 0 (off) or more"),
+            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)"),
+            ("batch_size", self.batch_size >= 1, "use 1 or more"),
+            ("epochs", self.epochs >= 1, "use 1 or more"),
+            ("patience", self.patience >= 0, "use 0 (off) or more"),
+            ("seed", self.seed >= 0, "use 0 or more"),
+            ("dev_size", self.dev_size >= 1, "use 1 or more (and fewer than the training images)"),
+        ]
+        for name, ok, fix in rules:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {fix}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov = True needs --optimizer sgd with --momentum above 0")
+
+
+# Each preset names only what it changes from the defaults above.
+PRESETS: dict[str, dict] = {
+    # 784-800-10, Simard et al.'s MLP: SGD with momentum and a cosine schedule.
+    "mlp": {},
+    # The seed's 784-10-10 network, trained the modern way: Adam on mini-batches.
+    "seed": {"hidden": (10,), "init": "seed", "optimizer": "adam", "lr": 3e-3, "batch_size": 64, "epochs": 30},
+}
+
+
+def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
+    """Defaults, then the preset's changes, then `overrides` (a config file's or the command line's).
+    Values are checked by name and type here, and by range in TrainConfig itself."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset = {preset!r} is unknown: choose one of {', '.join(PRESETS)}")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    values = {"preset": preset, **PRESETS[preset]}
+    for name, value in overrides.items():
+        if name not in defaults:
+            raise ValueError(f"{name} is not a training option (see `numpynn train --help`)")
+        kind = type(defaults[name])
+        if kind is tuple and isinstance(value, (list, tuple, int)) and not isinstance(value, bool):
+            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        else:
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"{name} = {value!r} has the wrong type: expected {kind.__name__}")
+        values[name] = value
+    return TrainConfig(**values)
+
+
+def config_from_json(data: dict) -> TrainConfig:
+    """A TrainConfig from a model header's or a checkpoint's dict (JSON has lists where we have tuples)."""
+    values = dict(data)
+    return make_config(values.pop("preset", "mlp"), **values)
+
+
+def build_model(config: TrainConfig, rng: np.random.Generator) -> Sequential:
+    return mlp([784, *config.hidden, K], activation=config.activation, init=config.init, dropout=config.dropout,
+               batchnorm=config.batchnorm, rng=rng)
+
+
+def build_optimizer(config: TrainConfig):
+    if config.optimizer == "sgd":
+        return SGD(config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return Adam(config.lr, weight_decay=config.weight_decay)
+    return AdamW(config.lr, weight_decay=config.weight_decay)
+
+
+@dataclass
+class History:
+    """One row per finished epoch: train loss and accuracy (means over the epoch's batches), dev loss and
+    accuracy (after the epoch), the learning rate at its end, and the seconds it took."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based epoch whose weights the model holds at the end (0: none yet)
+    stopped: str = ""  # "completed", "early stopping", "interrupted"
+
+    def column(self, name: str) -> list[float]:
+        return [row[name] for row in self.epochs]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a weight became NaN or infinite."""
+
+
+def evaluate(model: Sequential, X, y, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model in inference mode, in batches to bound memory."""
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        Z = model.forward(X[start : start + batch_size], train=False)  # (n, K)
+        loss, _ = softmax_cross_entropy(Z, y[start : start + batch_size], K)
+        loss_sum += loss * len(Z)
+        correct += int((Z.argmax(axis=1) == y[start : start + batch_size]).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Ctrl-C sets a flag instead of raising, so it never lands between two weight updates of one step; the
+    loop stops cleanly after the current batch. (Only the main thread may install signal handlers.)"""
+    state = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        state["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class Run:
+    """Everything that changes while training: with it, training continues exactly where it stopped."""
+
+    model: Sequential
+    optimizer: object
+    config: TrainConfig
+    rng: np.random.Generator  # shuffles the training set, one permutation per epoch
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+    history: History = field(default_factory=History)
+    best_state: dict | None = None  # the best epoch's model.state_dict(), for early stopping
+    best_accuracy: float = -1.0
+
+    @classmethod
+    def start(cls, config: TrainConfig) -> "Run":
+        # One seed, separate streams: the split uses default_rng(seed) itself (data.load_mnist), the weights
+        # and the shuffling each get their own, so none of them echoes another.
+        model = build_model(config, np.random.default_rng([config.seed, 1]))
+        rng = np.random.default_rng([config.seed, 2])
+        return cls(model, build_optimizer(config), config, rng)
+
+    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        arrays = serialize.join("model", self.model.state_dict())
+        arrays |= serialize.join("optimizer", self.optimizer.state_dict())
+        if self.best_state is not None:
+            arrays |= serialize.join("best", self.best_state)
+        return arrays
+
+    def checkpoint_header(self) -> dict:
+        return {
+            "kind": "checkpoint",
+            "architecture": self.model.spec(),
+            "config": _jsonable(self.config),
+            "trainer": {
+                "epoch": self.epoch,
+                "step": self.step,
+                "rng": self.rng.bit_generator.state,
+                "history": asdict(self.history),
+                "best_accuracy": self.best_accuracy,
+            },
+        }
+
+    @classmethod
+    def resume(cls, arrays: dict, header: dict, epochs: int | None = None) -> "Run":
+        """Rebuild a Run from a checkpoint's arrays and header; `epochs` may extend the run."""
+        config = config_from_json(header["config"])
+        if epochs is not None:
+            config = replace(config, epochs=epochs)
+        run = cls.start(config)
+        run.model.load_state_dict(serialize.split(arrays, "model"))
+        run.optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
+        trainer = header["trainer"]
+        run.rng.bit_generator.state = trainer["rng"]
+        run.epoch, run.step = int(trainer["epoch"]), int(trainer["step"])
+        run.history = History(**trainer["history"])
+        run.best_accuracy = float(trainer["best_accuracy"])
+        best = serialize.split(arrays, "best")
+        run.best_state = best or None
+        return run
+
+
+def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> History:
+    """Train `run` for its remaining epochs on `splits` (X (N, 784) float32, y int64).
+
+    checkpoint: a path; after every epoch the whole Run is written there (atomically).
+    progress:   a factory `progress(epoch, n_batches)` giving a bar with update(n), set_postfix(dict), close()
+                (tqdm's interface); None shows nothing.
+    log:        a function taking one line of text per epoch, or None."""
+    config, model, optimizer = run.config, run.model, run.optimizer
+    X, y = splits.X_train, splits.y_train
+    N = len(y)
+    batches_per_epoch = math.ceil(N / config.batch_size)
+    schedule = make_schedule(
+        config.schedule,
+        config.lr,
+        total_steps=config.epochs * batches_per_epoch,
+        warmup_steps=round(config.warmup_epochs * batches_per_epoch),
+        step_size=config.step_epochs * batches_per_epoch,
+        gamma=config.gamma,
+    )
+    params = model.params()
+    with _deferred_interrupt() as interrupt:
+        while run.epoch < config.epochs and not interrupt["stop"]:
+            started = time.perf_counter()
+            order = run.rng.permutation(N)  # (N,)
+            bar = progress(run.epoch + 1, batches_per_epoch) if progress else None
+            loss_sum = correct = seen = 0
+            for start in range(0, N, config.batch_size):
+                batch = order[start : start + config.batch_size]
+                Z = model.forward(X[batch], train=True)  # (B, K)
+                loss, dZ = softmax_cross_entropy(Z, y[batch], K, config.label_smoothing)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(_diverged("the loss", loss, run, config))
+                model.backward(dZ, need_dX=False)
+                grads = model.grads()
+                if config.clip_norm > 0:
+                    grads, _ = clip_grad_norm(grads, config.clip_norm)
+                lr = schedule(run.step)
+                optimizer.step(params, grads, lr)
+                run.step += 1
+                loss_sum += loss * len(batch)
+                correct += int((Z.argmax(axis=1) == y[batch]).sum())
+                seen += len(batch)
+                if bar:
+                    bar.update(1)
+                    if run.step % 25 == 0:  # formatting the numbers every batch would cost more than the batch
+                        rate = seen / max(time.perf_counter() - started, 1e-9)
+                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                        img_s=f"{rate:,.0f}", refresh=False)
+                if interrupt["stop"]:
+                    break
+            if bar:
+                bar.close()
+            if interrupt["stop"]:
+                run.history.stopped = "interrupted"
+                break
+            if not all(np.isfinite(p).all() for p in params):
+                raise TrainingDiverged(_diverged("a weight", float("nan"), run, config))
+            run.epoch += 1
+            dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev)
+            row = {
+                "epoch": run.epoch,
+                "train_loss": loss_sum / seen,
+                "train_accuracy": correct / seen,
+                "dev_loss": dev_loss,
+                "dev_accuracy": dev_accuracy,
+                "lr": lr,
+                "seconds": time.perf_counter() - started,
+            }
+            run.history.epochs.append(row)
+            if dev_accuracy > run.best_accuracy:
+                run.best_accuracy, run.history.best_epoch = dev_accuracy, run.epoch
+                run.best_state = copy.deepcopy(model.state_dict()) if config.patience else None
+            if log:
+                log(_epoch_line(row, config.epochs))
+            stop_early = config.patience and run.epoch - run.history.best_epoch >= config.patience
+            if stop_early or run.epoch == config.epochs:
+                run.history.stopped = "early stopping" if stop_early else "completed"
+            if checkpoint is not None:
+                serialize.save(checkpoint, run.checkpoint_arrays(), run.checkpoint_header())
+            if stop_early:
+                break
+    if config.patience and run.best_state is not None:
+        model.load_state_dict(run.best_state)  # early stopping keeps the best epoch's weights
+    elif run.history.stopped != "interrupted":
+        run.history.best_epoch = run.epoch
+    return run.history
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
+            f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f} | {row['seconds']:.1f} s")
+
+
+def _diverged(what: str, value: float, run: Run, config: TrainConfig) -> str:
+    return (f"{what} became {value} at epoch {run.epoch + 1}, step {run.step + 1}; training stopped (the last "
+            f"checkpoint, if any, is intact). Try a lower learning rate, e.g. --lr {config.lr / 10:g}")
+
+
+def _jsonable(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
