@@ -16,6 +16,7 @@ never leaves half a model behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -62,6 +63,8 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try other formats, pickle among them
+        raise ModelFileError(f"{path}: corrupt or truncated model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if _HEADER not in npz.files:
@@ -126,12 +129,12 @@ def _check_architecture(path, spec) -> None:
         raise ModelFileError(f"{path}: the header has no valid architecture (a list of layers)")
     total = 0
     for layer in spec:
-        sizes = [v for k, v in layer.items() if k != "type" and isinstance(v, int) and not isinstance(v, bool)]
+        sizes = [layer.get(key) for key in ("D_in", "D_out", "D") if key in layer]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+            raise ModelFileError(f"{path}: the architecture has a non-integer size in {layer}")
         if any(v < 0 for v in sizes):
             raise ModelFileError(f"{path}: the architecture has a negative size in {layer}")
-        if layer.get("type") == "Dense":
-            total += layer.get("D_in", 0) * layer.get("D_out", 0)
-        total += sum(sizes)
+        total += math.prod(sizes) + sum(sizes)  # a Dense layer's W and b; a BatchNorm's four vectors, roughly
     if total > MAX_PARAMETERS:
         raise ModelFileError(
             f"{path}: the architecture asks for {total:,} parameters, more than numpynn's limit of "

@@ -26,7 +26,7 @@ from .losses import softmax_cross_entropy
 from .model import Sequential, mlp
 from .optim import SGD, Adam, AdamW, clip_grad_norm, make_schedule
 
-K = 10  # classes
+D, K = 784, 10  # MNIST's inputs and classes: the defaults; fit() works for any D and K
 
 
 def _opt(default, help_text, **extra):
@@ -126,8 +126,8 @@ def config_from_json(data: dict) -> TrainConfig:
     return make_config(values.pop("preset", "mlp"), **values)
 
 
-def build_model(config: TrainConfig, rng: np.random.Generator) -> Sequential:
-    return mlp([784, *config.hidden, K], activation=config.activation, init=config.init, dropout=config.dropout,
+def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: int = K) -> Sequential:
+    return mlp([D, *config.hidden, K], activation=config.activation, init=config.init, dropout=config.dropout,
                batchnorm=config.batchnorm, rng=rng)
 
 
@@ -158,6 +158,7 @@ class TrainingDiverged(RuntimeError):
 
 def evaluate(model: Sequential, X, y, batch_size: int = 1000) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in inference mode, in batches to bound memory."""
+    K = model.layers[-1].D_out
     loss_sum, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
         Z = model.forward(X[start : start + batch_size], train=False)  # (n, K)
@@ -201,10 +202,10 @@ class Run:
     best_accuracy: float = -1.0
 
     @classmethod
-    def start(cls, config: TrainConfig) -> "Run":
+    def start(cls, config: TrainConfig, D: int = D, K: int = K) -> "Run":
         # One seed, separate streams: the split uses default_rng(seed) itself (data.load_mnist), the weights
         # and the shuffling each get their own, so none of them echoes another.
-        model = build_model(config, np.random.default_rng([config.seed, 1]))
+        model = build_model(config, np.random.default_rng([config.seed, 1]), D, K)
         rng = np.random.default_rng([config.seed, 2])
         return cls(model, build_optimizer(config), config, rng)
 
@@ -235,21 +236,21 @@ class Run:
         config = config_from_json(header["config"])
         if epochs is not None:
             config = replace(config, epochs=epochs)
-        run = cls.start(config)
-        run.model.load_state_dict(serialize.split(arrays, "model"))
-        run.optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
+        model = Sequential.from_spec(header["architecture"])  # the checkpoint's own shapes, any D and K
+        model.load_state_dict(serialize.split(arrays, "model"))
+        optimizer = build_optimizer(config)
+        optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
         trainer = header["trainer"]
-        run.rng.bit_generator.state = trainer["rng"]
-        run.epoch, run.step = int(trainer["epoch"]), int(trainer["step"])
-        run.history = History(**trainer["history"])
-        run.best_accuracy = float(trainer["best_accuracy"])
-        best = serialize.split(arrays, "best")
-        run.best_state = best or None
-        return run
+        rng = np.random.default_rng()
+        rng.bit_generator.state = trainer["rng"]
+        return cls(model, optimizer, config, rng, epoch=int(trainer["epoch"]), step=int(trainer["step"]),
+                   history=History(**trainer["history"]), best_state=serialize.split(arrays, "best") or None,
+                   best_accuracy=float(trainer["best_accuracy"]))
 
 
 def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> History:
-    """Train `run` for its remaining epochs on `splits` (X (N, 784) float32, y int64).
+    """Train `run` for its remaining epochs on `splits`: X_train (N, D) float32, y_train (N,) int64 in [0, K),
+    and X_dev, y_dev alike (or None: then there is no dev score, and no early stopping).
 
     checkpoint: a path; after every epoch the whole Run is written there (atomically).
     progress:   a factory `progress(epoch, n_batches)` giving a bar with update(n), set_postfix(dict), close()
@@ -257,6 +258,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
     log:        a function taking one line of text per epoch, or None."""
     config, model, optimizer = run.config, run.model, run.optimizer
     X, y = splits.X_train, splits.y_train
+    K = model.layers[-1].D_out
+    has_dev = splits.X_dev is not None and len(splits.X_dev) > 0
     N = len(y)
     batches_per_epoch = math.ceil(N / config.batch_size)
     schedule = make_schedule(
@@ -306,7 +309,7 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
             if not all(np.isfinite(p).all() for p in params):
                 raise TrainingDiverged(_diverged("a weight", float("nan"), run, config))
             run.epoch += 1
-            dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev)
+            dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
             row = {
                 "epoch": run.epoch,
                 "train_loss": loss_sum / seen,
@@ -317,12 +320,12 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
                 "seconds": time.perf_counter() - started,
             }
             run.history.epochs.append(row)
-            if dev_accuracy > run.best_accuracy:
+            if has_dev and dev_accuracy > run.best_accuracy:
                 run.best_accuracy, run.history.best_epoch = dev_accuracy, run.epoch
                 run.best_state = copy.deepcopy(model.state_dict()) if config.patience else None
             if log:
                 log(_epoch_line(row, config.epochs))
-            stop_early = config.patience and run.epoch - run.history.best_epoch >= config.patience
+            stop_early = has_dev and config.patience and run.epoch - run.history.best_epoch >= config.patience
             if stop_early or run.epoch == config.epochs:
                 run.history.stopped = "early stopping" if stop_early else "completed"
             if checkpoint is not None:
@@ -337,8 +340,9 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
+    dev = f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}" if row["dev_loss"] is not None else ""
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
-            f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f} | {row['seconds']:.1f} s")
+            f"{dev} | {row['seconds']:.1f} s")
 
 
 def _diverged(what: str, value: float, run: Run, config: TrainConfig) -> str:

@@ -1,0 +1,328 @@
+"""Any picture of a digit, turned into what the network expects: a 28x28 MNIST-like image.
+
+MNIST was made from NIST's black-and-white digits: each was scaled to fit a 20x20 box with its aspect ratio
+kept, which anti-aliasing turned into grey levels, then placed in a 28x28 field so that its centre of mass
+sat at the centre. `prepare` repeats that recipe on any picture, so a digit drawn in a browser or
+photographed on paper looks to the network like the digits it learned from:
+
+1. read     any picture Pillow decodes (PNG, JPEG, BMP, GIF, TIFF, WebP, ...; any size up to MAX_PIXELS,
+            any mode), or a PIL image, or a numpy array; only the first frame of an animation; EXIF
+            orientation (a phone's photo taken sideways) is applied
+2. grey     luminance, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as Pillow's convert("L"))
+3. flatten  transparent pixels are laid over a background that contrasts with the opaque part (white when
+            the opaque part is dark on average, black when it is light): the ink is what is opaque
+4. ink      the background level is the median of the picture's outer frame of pixels; a light background
+            is inverted, so the ink is white on black; the background level is subtracted; a pixel that
+            differs from the background by less than NOISE (10% of full scale), or by less than five times
+            the frame's own noise, is background
+5. crop     to the bounding box of the ink
+6. scale    so that the longer side is 20 pixels, aspect ratio kept (the crop is padded to a square, which
+            is scaled to 20x20, so the shorter side needs no rounding): Pillow's BOX filter when shrinking
+            (each pixel becomes the fraction of its area covered by ink: exactly what anti-aliasing means,
+            and it never rings outside [0, 1] as LANCZOS does), BILINEAR when enlarging a tiny picture
+7. levels   the brightest pixel becomes 1, as in MNIST
+8. centre   paste into 28x28 with an integer shift that puts the centre of mass at row 14, column 14
+            (0-based): MNIST's own convention, measured on its test set, where every digit's centre of mass
+            lies in [13.5, 14.5] on both axes. A digit so lopsided that this would push ink off the field is
+            shifted only as far as it fits: nothing is cut, and its centre of mass is then off-centre.
+
+The result is float32 (28, 28) in [0, 1], white ink on black.
+
+Limits, on purpose:
+- One digit per picture. Everything that stands out from the background is ink: a second digit, a ruled
+  line or a speck of dirt far from the digit widens the crop. Crop the picture first.
+- The background is decided by the frame of outer pixels: a picture whose digit covers most of its border,
+  or whose background is shaded from dark to light, is misread.
+- Photos are not cleaned up: no deskewing, no stroke thickening, no shadow removal.
+- Formats that Pillow reads by running another program (EPS, through Ghostscript) or that are not
+  pictures of pixels (PDF, WMF, ...) are refused; see FORMATS.
+- The whole picture is decoded into memory as float32: 4 bytes a pixel, 160 MB at the 40-megapixel cap.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import secrets
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """The picture cannot be prepared. The one-line message names the file, the problem and the fix."""
+
+
+MAX_PIXELS = 40_000_000   # larger pictures are refused before decoding: a 100-byte PNG can claim 10^10 pixels
+NOISE = 0.1               # a pixel this close to the background (0..1 scale, ~26/255) is background, not ink;
+                          # more when the picture's frame is noisier (see _ink)
+BOX = 20                  # MNIST's digits fit a 20x20 box ...
+SIZE = 28                 # ... inside a 28x28 field ...
+CENTRE = 14.0             # ... with the centre of mass at row 14, column 14 (0-based, measured on MNIST)
+# Raster formats that Pillow decodes itself. Pillow also opens EPS (by running Ghostscript) and a few
+# scientific formats; a web upload must not reach those.
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO", "QOI", "AVIF")
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 weights, as Pillow's convert("L")
+
+
+def prepare(image) -> np.ndarray:
+    """One picture -> float32 (28, 28) in [0, 1], white ink on black, as an MNIST digit.
+
+    image: a path (str or Path), the file's bytes, a binary file object, a PIL image, or a numpy array
+    (H, W) or (H, W, C) with C = 1 (grey), 2 (grey, alpha), 3 (RGB) or 4 (RGBA), holding uint8 0..255,
+    uint16 0..65535 or floats in [0, 1]. Raises ImageError when the picture cannot be read or holds no ink."""
+    name = _name(image)
+    grey, alpha = _read(image, name)                     # (H, W) float32 in [0, 1], alpha (H, W) or None
+    if alpha is not None:
+        grey = _flatten(grey, alpha, name)
+    ink = _ink(grey, name)                               # (H, W) background 0, ink > 0
+    rows, cols = np.nonzero(ink)
+    digit = _fit(ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])   # (h, w), max(h, w) = 20
+    # Levels on the small digit: its brightest pixel becomes 1, as in MNIST (all 10,000 test digits reach
+    # 254 or 255). Taken before scaling, the maximum would be one grainy pixel's.
+    return _centre(digit / digit.max())
+
+
+def prepare_many(images) -> np.ndarray:
+    """Many pictures -> float32 (N, 784), one prepared digit per row, ready for a batch-first network.
+    The first picture that cannot be prepared raises its ImageError, which names it."""
+    X = np.zeros((len(images), SIZE * SIZE), np.float32)  # (N, 784)
+    for i, image in enumerate(images):                    # decoding is per picture: there is no batch form
+        X[i] = prepare(image).reshape(-1)
+    return X
+
+
+def to_png(digit28, path_or_file, scale: int = 1) -> None:
+    """Save a 2-D float image in [0, 1] (a prepared digit: what the network saw) as a greyscale PNG.
+
+    scale: each pixel becomes a scale x scale square (nearest neighbour: the pixels stay visible).
+    Given a path, the file appears whole or not at all: a temporary file beside it, then os.replace.
+    Given a binary file object, the PNG is written into it."""
+    x = np.asarray(digit28, dtype=np.float32)
+    if x.shape == (SIZE * SIZE,):                         # a row of prepare_many's output
+        x = x.reshape(SIZE, SIZE)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"to_png needs a 2-D image such as (28, 28), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("to_png: the image holds NaN or infinite values")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    pixels = np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)   # (H, W)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)      # (scale H, scale W)
+    picture = Image.fromarray(pixels)                                # mode L
+    if not isinstance(path_or_file, (str, os.PathLike)):
+        picture.save(path_or_file, format="PNG")
+        return
+    path = pathlib.Path(path_or_file)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for any new file (mkstemp would give 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            picture.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading: every kind of input becomes grey (H, W) float32 in [0, 1] and alpha (H, W) in [0, 1] or None
+
+def _name(image) -> str:
+    """How messages name the picture."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, np.ndarray):
+        return "the array"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "the picture"
+    name = getattr(image, "filename", None) or getattr(image, "name", None)  # PIL image, file object
+    return str(name) if isinstance(name, (str, os.PathLike)) and str(name) else "the picture"
+
+
+def _read(image, name):
+    if isinstance(image, np.ndarray):
+        return _from_array(image, name)
+    if isinstance(image, (str, os.PathLike)):
+        source = image
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(image)
+    elif hasattr(image, "read") or isinstance(image, Image.Image):
+        source = image
+    else:
+        raise TypeError(f"prepare takes a path, bytes, a file object, a PIL image or a numpy array, "
+                        f"got {type(image).__name__}")
+    Image.init()                                          # registers the plugins, so FORMATS can be filtered
+    formats = [f for f in FORMATS if f in Image.OPEN]     # AVIF, say, needs an optional library
+    try:
+        if isinstance(source, Image.Image):               # opened by the caller, perhaps not yet decoded
+            return _decode(source, name)
+        with Image.open(source, formats=formats) as picture:   # reads the header only
+            return _decode(picture, name)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not a picture; name a picture file") from None
+    except Image.DecompressionBombError:                  # Pillow's own, larger cap, checked inside open
+        raise ImageError(f"{name}: claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, over the limit of "
+                         f"{MAX_PIXELS:,}; scale it down") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a picture that can be read (PNG, JPEG, BMP, GIF, TIFF, WebP); "
+                         f"save it as PNG or JPEG") from None
+    except PermissionError:
+        raise ImageError(f"{name}: no permission to read it; check the file's permissions") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
+        # What Pillow's decoders raise on a damaged file: "image file is truncated", "broken PNG file", ...
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ImageError(f"{name}: the file is damaged or cut short ({reason}); save or download it again") \
+            from None
+
+
+def _check_size(width: int, height: int, name: str):
+    # Decoding allocates what the header claims, so the claim is checked first, before any pixel is read.
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{name}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,} pixels; "
+                         f"scale it down")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: {width}x{height} pixels holds nothing; draw a digit")
+
+
+def _decode(picture: Image.Image, name: str):
+    """A PIL image (header read, perhaps not yet decoded) -> grey, alpha."""
+    _check_size(*picture.size, name)
+    picture.load()                                        # decoding happens here: damaged files fail here
+    picture = ImageOps.exif_transpose(picture)            # a phone's photo, upright
+    if picture.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # 16-bit, 32-bit and float greys: Pillow's convert("L") clips these rather than scaling them.
+        return _scale(np.asarray(picture), name), None
+    if "A" in picture.getbands() or "a" in picture.getbands() or picture.has_transparency_data:
+        rgba = picture.convert("RGBA")                    # P with a transparent colour, LA, PA, RGBa: all RGBA
+        grey = np.asarray(rgba.convert("L"), np.float32) / 255       # (H, W)
+        alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255   # (H, W)
+        return grey, alpha
+    try:
+        grey = picture.convert("L")                       # 1, L, P, RGB, CMYK, YCbCr, ...
+    except ValueError:
+        raise ImageError(f"{name}: colour mode {picture.mode} cannot be made grey; save it as RGB") from None
+    return np.asarray(grey, np.float32) / 255, None     # (H, W)
+
+
+def _from_array(a: np.ndarray, name: str):
+    """A numpy array (H, W) or (H, W, C) -> grey, alpha."""
+    if a.ndim == 3 and a.shape[2] in (1, 2, 3, 4):
+        channels = a.shape[2]
+    elif a.ndim == 2:
+        channels = 1
+        a = a[:, :, None]                                 # (H, W, 1)
+    else:
+        hint = "; reshape a flat MNIST row to (28, 28)" if a.shape == (SIZE * SIZE,) else ""
+        raise ImageError(f"{name}: shape {a.shape} is not a picture; expected (H, W) or (H, W, C) "
+                         f"with C = 1, 2, 3 or 4{hint}")
+    _check_size(a.shape[1], a.shape[0], name)
+    x = _scale(a, name)                                   # (H, W, C) float32 in [0, 1]
+    colour = x[:, :, : 3 if channels >= 3 else 1]
+    grey = colour @ LUMA if channels >= 3 else colour[:, :, 0]          # (H, W)
+    alpha = x[:, :, -1] if channels in (2, 4) else None                  # (H, W) or None
+    return grey.astype(np.float32), alpha
+
+
+def _scale(a: np.ndarray, name: str) -> np.ndarray:
+    """Pixel values -> float32 in [0, 1], by the dtype's range: uint8 / 255, uint16 / 65535, bool as 0 or 1,
+    floats as they are (they must already lie in [0, 1]). Other integer types (Pillow's 32-bit mode I, an
+    array of Python ints) are divided by 255 if they fit in 0..255, else by 65535 (16-bit PNGs that older
+    Pillows opened as mode I)."""
+    if a.dtype == np.bool_ or a.dtype == np.uint8:
+        return a.astype(np.float32) / (1 if a.dtype == np.bool_ else 255)
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535
+    if np.issubdtype(a.dtype, np.integer):
+        low, high = int(a.min()), int(a.max())
+        if low < 0 or high > 65535:
+            raise ImageError(f"{name}: integer values from {low} to {high}; expected 0..255 or 0..65535")
+        return a.astype(np.float32) / (255 if high <= 255 else 65535)
+    if np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32)
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise ImageError(f"{name}: float values must lie in [0, 1]; divide 0..255 values by 255")
+        return x
+    raise ImageError(f"{name}: pixels of type {a.dtype} are not a picture; use uint8 or float in [0, 1]")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The recipe
+
+def _flatten(grey, alpha, name):
+    """Lay the picture over a background: g = alpha * grey + (1 - alpha) * background.
+
+    The opaque part is taken to be the ink, so the background is the opposite of its average grey: white
+    under dark ink, black under light ink. Either way the ink stands out and step 4 decides what to invert.
+    A picture with no transparency is unchanged (alpha = 1 everywhere)."""
+    coverage = alpha.sum()
+    if coverage == 0:
+        raise ImageError(f"{name}: is blank: every pixel is transparent; draw a digit")
+    ink_grey = float((alpha * grey).sum() / coverage)      # the opaque part's mean grey, alpha-weighted
+    background = 1.0 if ink_grey < 0.5 else 0.0
+    return alpha * grey + (1 - alpha) * background         # (H, W)
+
+
+def _ink(grey, name):
+    """White-on-black ink: background 0, ink the amount it stands out from the background, faint noise 0.
+
+    The background level is the median of the outer frame of pixels: a digit that touches the border still
+    leaves most of the frame to the background. A frame lighter than mid-grey means dark ink on light paper,
+    which is inverted."""
+    frame = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])   # (2W + 2H - 4,)
+    background = float(np.median(frame))
+    # The frame's own noise, as a standard deviation (1.4826 x the median absolute deviation, which a
+    # stroke crossing the frame does not disturb). Five of them: a 12-megapixel photo then has well under
+    # one background pixel above the threshold, so grain does not stretch the crop to the whole picture.
+    sigma = 1.4826 * float(np.median(np.abs(frame - background)))
+    threshold = max(NOISE, 5 * sigma)
+    if background > 0.5:
+        grey, background = 1 - grey, 1 - background
+    ink = grey - background                               # (H, W) what stands out; below 0 is not ink
+    ink[ink < threshold] = 0                              # paper grain, JPEG ringing: not ink
+    if not ink.any():
+        noisy = " (the picture is grainy, so faint ink does not count)" if threshold > NOISE else ""
+        raise ImageError(f"{name}: is blank: no ink found (nothing differs from the background by "
+                         f"{threshold:.0%} or more{noisy}); draw a digit darker or lighter than its background")
+    return ink
+
+
+def _fit(digit):
+    """Scale the cropped ink so that its longer side is BOX pixels, keeping the aspect ratio.
+
+    The crop is first padded to a square, centred, and the square is scaled to BOX x BOX. Rounding the
+    shorter side to whole pixels instead would make the result jump: a 214- or a 217-pixel-wide crop of a
+    299-pixel-tall digit would come out 14 or 15 pixels wide."""
+    h, w = digit.shape
+    n = max(h, w)
+    square = np.zeros((n, n), np.float32)                 # (n, n)
+    top, left = (n - h) // 2, (n - w) // 2
+    square[top : top + h, left : left + w] = digit
+    method = Image.Resampling.BOX if n > BOX else Image.Resampling.BILINEAR
+    scaled = Image.fromarray(square).resize((BOX, BOX), method)   # mode F: full precision, no 8-bit rounding
+    scaled = np.clip(np.asarray(scaled), 0, 1)            # (20, 20); clip: float rounding at the edges
+    rows, cols = np.nonzero(scaled)                       # the padding stays exactly 0: trim it off again, so
+    return scaled[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]   # _centre sees the ink's extent
+
+
+def _centre(digit):
+    """Paste into SIZE x SIZE so that the centre of mass lands on (CENTRE, CENTRE), to the nearest pixel.
+
+    Centre of mass:  r_c = sum_ij i x_ij / sum_ij x_ij,  c_c = sum_ij j x_ij / sum_ij x_ij.
+    An integer shift, as MNIST's (its centres of mass all lie within half a pixel of 14): a subpixel shift
+    would resample the digit a second time and blur it."""
+    h, w = digit.shape
+    mass = digit.sum()
+    r_c = (digit.sum(axis=1) @ np.arange(h)) / mass
+    c_c = (digit.sum(axis=0) @ np.arange(w)) / mass
+    # floor(x + 0.5) rounds halves up, the same way on both axes (Python's round() would round to even).
+    top = min(max(int(np.floor(CENTRE - r_c + 0.5)), 0), SIZE - h)    # clamped: no ink falls off the field
+    left = min(max(int(np.floor(CENTRE - c_c + 0.5)), 0), SIZE - w)
+    out = np.zeros((SIZE, SIZE), np.float32)              # (28, 28)
+    out[top : top + h, left : left + w] = digit
+    return out

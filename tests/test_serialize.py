@@ -1,0 +1,131 @@
+"""Model files: round trips, and refusal of everything a hostile or damaged file could hold."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from numpynn import serialize
+from numpynn.model import mlp
+from numpynn.serialize import ModelFileError, load_model, save_model
+
+
+@pytest.fixture
+def model():
+    return mlp([784, 32, 10], dropout=0.2, batchnorm=True, rng=np.random.default_rng(0))
+
+
+@pytest.fixture
+def saved(tmp_path, model):
+    X = np.random.default_rng(1).random((64, 784), dtype=np.float32)
+    model.forward(X, train=True)  # moves the BatchNorm statistics away from their initial values
+    path = save_model(tmp_path / "m.npz", model, {"metrics": {"test_accuracy": 0.5}})
+    return path, X
+
+
+def test_saving_and_loading_gives_identical_predictions(model, saved):
+    path, X = saved
+    loaded, header = load_model(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert header["format_version"] == serialize.FORMAT_VERSION
+    assert header["architecture"] == model.spec()
+    assert header["metrics"]["test_accuracy"] == 0.5
+
+
+def test_saving_is_atomic_and_leaves_no_temporary_file(tmp_path, model):
+    save_model(tmp_path / "m.npz", model, {})
+    save_model(tmp_path / "m.npz", model, {})  # overwriting goes through a rename too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def test_a_failed_save_leaves_the_old_file_intact(tmp_path, model, monkeypatch):
+    path = save_model(tmp_path / "m.npz", model, {"metrics": {"v": 1}})
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError):
+        save_model(path, model, {"metrics": {"v": 2}})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def write_npz(path, header, **arrays):
+    np.savez(path, __header__=np.array(json.dumps(header)), **arrays)
+    return path
+
+
+def test_a_pickled_object_array_is_refused(tmp_path, model):
+    header = {"format_version": 1, "kind": "model", "architecture": model.spec()}
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays["model/0.W"] = np.array([{"evil": "payload"}], dtype=object)  # would need pickle to load
+    path = write_npz(tmp_path / "evil.npz", header, **arrays)
+    with pytest.raises(ModelFileError, match="refused.*(pickle|Object)"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_corrupt_or_truncated_file_gets_a_clear_error(saved, damage):
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a zip file at all", "empty": b""}[damage])
+    with pytest.raises(ModelFileError, match="corrupt or truncated") as error:
+        load_model(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_unknown_format_versions_are_refused_with_advice(tmp_path, model):
+    path = write_npz(tmp_path / "future.npz", {"format_version": 99, "architecture": model.spec()})
+    with pytest.raises(ModelFileError, match="version 99 is not supported.*reads version 1"):
+        load_model(path)
+
+
+def test_a_file_without_header_is_not_a_model(tmp_path):
+    np.savez(tmp_path / "plain.npz", W=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a numpynn model file"):
+        load_model(tmp_path / "plain.npz")
+
+
+def test_arrays_must_match_the_architecture(tmp_path, model):
+    header = {"format_version": 1, "kind": "model", "architecture": model.spec()}
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays["model/0.W"] = np.zeros((784, 31), np.float32)
+    with pytest.raises(ModelFileError, match="do not match the architecture.*0.W"):
+        load_model(write_npz(tmp_path / "shape.npz", header, **arrays))
+    del arrays["model/0.W"]
+    with pytest.raises(ModelFileError, match="do not match the architecture"):
+        load_model(write_npz(tmp_path / "missing.npz", header, **arrays))
+
+
+@pytest.mark.parametrize(
+    "architecture, message",
+    [
+        ([{"type": "Dense", "D_in": 10**6, "D_out": 10**6, "init": "he"}], "limit"),  # 4 TB of weights
+        ([{"type": "Dense", "D_in": -5, "D_out": 10, "init": "he"}], "negative"),
+        ([{"type": "Teleporter"}], "invalid"),
+        ("Dense", "no valid architecture"),
+        ([], "no valid architecture"),
+    ],
+)
+def test_the_header_architecture_is_checked_before_anything_is_built(tmp_path, architecture, message):
+    path = write_npz(tmp_path / "arch.npz", {"format_version": 1, "architecture": architecture})
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_missing_file_and_bad_names(tmp_path, model):
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nope.npz")
+    with pytest.raises(ModelFileError, match="end in .npz"):
+        save_model(tmp_path / "model.pkl", model, {})
+    with pytest.raises(ModelFileError, match="no such folder"):
+        save_model(tmp_path / "no" / "m.npz", model, {})
+
+
+def test_the_container_is_a_plain_zip_of_npy_files(saved):
+    path, _ = saved
+    with zipfile.ZipFile(path) as z:
+        assert all(name.endswith(".npy") for name in z.namelist())
+        assert "__header__.npy" in z.namelist()
