@@ -271,7 +271,9 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
         gamma=config.gamma,
     )
     params = model.params()
-    with _deferred_interrupt() as interrupt:
+    # A diverging run overflows somewhere before the checks below catch it; they report it in one clear
+    # line, so NumPy's overflow warnings would only be noise in front of it.
+    with _deferred_interrupt() as interrupt, np.errstate(over="ignore", invalid="ignore"):
         while run.epoch < config.epochs and not interrupt["stop"]:
             started = time.perf_counter()
             order = run.rng.permutation(N)  # (N,)

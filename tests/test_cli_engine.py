@@ -1,0 +1,208 @@
+"""numpynn train / evaluate / predict / info as a user runs them, including a real SIGKILL and a real Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from numpynn import serialize
+from numpynn.cli import main
+
+from .conftest import make_mnist_dir
+
+FAST = ["--hidden", "32", "--epochs", "3", "--batch-size", "16", "--dev-size", "20", "--quiet"]
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_mnist, capsys):
+    model = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--data", tiny_mnist, *FAST, "--out", model, "--json")
+    assert code == 0, err
+    return model, json.loads(out.splitlines()[-1])
+
+
+def test_train_writes_a_model_metrics_and_checkpoint_and_prints_accuracy(trained, tmp_path):
+    model, summary = trained
+    assert {"dev_accuracy", "test_accuracy", "seconds"} <= set(summary)
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["epochs"] == 3
+    metrics = json.loads((tmp_path / "m.metrics.json").read_text())
+    assert len(metrics["history"]["epochs"]) == 3
+    _, header = serialize.load(tmp_path / "m.ckpt.npz")
+    assert header["kind"] == "checkpoint" and header["trainer"]["epoch"] == 3
+    _, header = serialize.load(model)
+    assert header["config"]["hidden"] == [32] and header["metrics"]["test_accuracy"] == summary["test_accuracy"]
+    assert header["numpynn_version"] and header["preprocessing"]["flatten"] == 784
+
+
+def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny_mnist, capsys):
+    (tmp_path / "c.toml").write_text('preset = "seed"\nlr = 0.02\nepochs = 2\nhidden = [8]\n')
+    code, _, err = run(capsys, "train", "--data", tiny_mnist, "--config", tmp_path / "c.toml", "--epochs", "1",
+                       "--dev-size", "20", "--quiet", "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    config = serialize.load(tmp_path / "m.npz")[1]["config"]
+    assert (config["preset"], config["lr"], config["epochs"], config["hidden"]) == ("seed", 0.02, 1, [8])
+    assert config["optimizer"] == "adam"  # from the preset
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--lr", "-0.1"], "--lr"),
+        (["--hidden", "800,x"], "--hidden"),
+        (["--optimizer", "rmsprop"], "--optimizer"),
+        (["--dropout", "1.5"], "--dropout"),
+        (["--epochs", "0"], "--epochs"),
+        (["--preset", "giant"], "--preset"),
+        (["--out", "model.pkl"], ".npz"),
+        (["--out", "/no/such/dir/m.npz"], "no such folder"),
+        (["--config", "/no/such.toml"], "--config"),
+        (["--resume", "ckpt.npz", "--lr", "0.1"], "only --epochs"),
+    ],
+)
+def test_bad_train_flags_get_one_line_errors(capsys, tiny_mnist, argv, needle):
+    code, out, err = run(capsys, "train", "--data", tiny_mnist, "--quiet", *argv)
+    assert code == 2, err
+    assert err.startswith("numpynn: error: ") and err.count("\n") == 1 and needle in err
+
+
+def test_a_bad_toml_file_is_refused(tmp_path, tiny_mnist, capsys):
+    (tmp_path / "bad.toml").write_text("lr = = 3\n")
+    (tmp_path / "typo.toml").write_text("learning_rate = 0.1\n")
+    assert "not a valid TOML" in run(capsys, "train", "--config", tmp_path / "bad.toml")[2]
+    code, _, err = run(capsys, "train", "--data", tiny_mnist, "--config", tmp_path / "typo.toml")
+    assert code == 2 and "learning_rate is not a training option" in err
+
+
+def test_evaluate_prints_scores_and_json(trained, tiny_mnist, capsys):
+    model, summary = trained
+    code, out, err = run(capsys, "evaluate", model, "--data", tiny_mnist, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    C = np.array(result["confusion"])
+    assert C.shape == (10, 10) and C.sum() == 40
+    assert result["accuracy"] == pytest.approx(np.trace(C) / 40) == pytest.approx(summary["test_accuracy"])
+    assert len(result["per_class"]) == 10 and {"precision", "recall", "f1"} <= set(result["per_class"][0])
+    code, out, _ = run(capsys, "evaluate", model, "--data", tiny_mnist)
+    assert code == 0 and out.startswith("Accuracy: ") and "confusion matrix" in out
+
+
+def digit_picture(path, ink="black", paper="white", size=(300, 200)):
+    image = Image.new("RGB", size, paper)
+    ImageDraw.Draw(image).line([(120, 40), (180, 40), (140, 170)], fill=ink, width=14)  # a "7"
+    image.save(path)
+    return path
+
+
+def test_predict_reads_pictures_and_shows_what_the_network_saw(trained, tmp_path, capsys):
+    model, _ = trained
+    a = digit_picture(tmp_path / "a.png")
+    b = digit_picture(tmp_path / "b.jpg", ink="white", paper="black")
+    code, out, err = run(capsys, "predict", model, a, b, "--json", "--show-input", tmp_path)
+    assert code == 0, err
+    results = json.loads(out)
+    assert [r["file"] for r in results] == [str(a), str(b)]
+    for r in results:
+        assert 0 <= r["digit"] <= 9 and len(r["probabilities"]) == 10
+        assert sum(r["probabilities"]) == pytest.approx(1, abs=1e-4)
+        assert Image.open(r["input"]).size == (224, 224)
+    code, out, _ = run(capsys, "predict", model, a)
+    assert code == 0 and out.startswith(f"{a}: ")
+
+
+def test_predict_refuses_blank_and_unreadable_pictures(trained, tmp_path, capsys):
+    model, _ = trained
+    Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    for name, needle in (("blank.png", "blank"), ("notes.png", "notes.png"), ("missing.png", "missing.png")):
+        code, out, err = run(capsys, "predict", model, tmp_path / name)
+        assert code == 1 and err.startswith("numpynn: error: ") and needle in err and err.count("\n") == 1
+
+
+def test_info_prints_the_header(trained, capsys):
+    model, _ = trained
+    code, out, _ = run(capsys, "info", model)
+    assert code == 0 and "Dense(D_in=784, D_out=32" in out and "parameters: 25,450" in out
+    code, out, _ = run(capsys, "info", model, "--json")
+    assert json.loads(out)["architecture"][0]["type"] == "Dense"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "info"])
+def test_commands_refuse_a_corrupt_model_file(tmp_path, tiny_mnist, capsys, command):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    extra = {"evaluate": ["--data", tiny_mnist], "predict": [tmp_path / "x.png"], "info": []}[command]
+    code, _, err = run(capsys, command, tmp_path / "bad.npz", *extra)
+    assert code == 1 and "corrupt or truncated" in err and err.count("\n") == 1
+
+
+def numpynn(*argv, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "numpynn", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def checkpoint_epoch(path):
+    try:
+        return serialize.load(path)[1]["trainer"]["epoch"]
+    except (serialize.ModelFileError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def slow_data(tmp_path_factory):
+    """Enough images that an epoch lasts a good fraction of a second, so a kill lands mid-epoch."""
+    return make_mnist_dir(tmp_path_factory.mktemp("slow"), n_train=6000, n_test=100)
+
+
+SLOW = ["--hidden", "256", "--epochs", "4", "--batch-size", "32", "--dev-size", "500", "--quiet", "--dropout", "0.1"]
+
+
+def test_resume_after_sigkill_mid_epoch_is_bit_identical_to_a_straight_run(tmp_path, slow_data):
+    straight = numpynn("train", "--data", slow_data, *SLOW, "--out", tmp_path / "straight.npz")
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    killed = numpynn("train", "--data", slow_data, *SLOW, "--out", tmp_path / "killed.npz")
+    ckpt = tmp_path / "killed.ckpt.npz"
+    deadline = time.monotonic() + 300
+    while checkpoint_epoch(ckpt) < 2 and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # into epoch 3
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert checkpoint_epoch(ckpt) == 2, "the kill must land in epoch 3"
+    assert not (tmp_path / "killed.npz").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written temp files
+
+    resumed = numpynn("train", "--resume", ckpt, "--data", slow_data, "--quiet", "--out", tmp_path / "resumed.npz")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    a = serialize.split(serialize.load(tmp_path / "straight.npz")[0], "model")
+    b = serialize.split(serialize.load(tmp_path / "resumed.npz")[0], "model")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_ctrl_c_keeps_the_model_trained_so_far(tmp_path, slow_data):
+    process = numpynn("train", "--data", slow_data, *SLOW, "--out", tmp_path / "m.npz")
+    deadline = time.monotonic() + 300
+    while checkpoint_epoch(tmp_path / "m.ckpt.npz") < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Interrupted after 1 full epochs" in out and "Test Accuracy: " in out
+    assert "Traceback" not in err
+    assert serialize.load(tmp_path / "m.npz")[1]["metrics"]["stopped"] == "interrupted"

@@ -1,0 +1,152 @@
+"""The training loop: config and presets, determinism, early stopping, divergence, checkpoints and resume."""
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from numpynn import serialize
+from numpynn.train import PRESETS, History, Run, TrainConfig, TrainingDiverged, evaluate, fit, make_config
+
+
+def blobs(n=600, D=20, K=3, seed=0):
+    """K Gaussian blobs in D dimensions, split 2:1 into train and dev: easy, but not instantly."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((K, D)) * 1.5
+    y = rng.integers(0, K, n)
+    X = (centres[y] + rng.standard_normal((n, D))).astype(np.float32)
+    cut = 2 * n // 3
+    return SimpleNamespace(X_train=X[:cut], y_train=y[:cut], X_dev=X[cut:], y_dev=y[cut:])
+
+
+SMALL = dict(hidden=(16,), epochs=4, batch_size=32, lr=0.05)
+
+
+def train(config, data, **kwargs):
+    run = Run.start(config, D=data.X_train.shape[1], K=int(data.y_train.max()) + 1)
+    history = fit(run, data, **kwargs)
+    return run, history
+
+
+def test_presets_only_change_what_they_name():
+    assert make_config("mlp") == TrainConfig()
+    seed = make_config("seed")
+    assert seed.hidden == (10,) and seed.init == "seed" and seed.optimizer == "adam"
+    assert seed.momentum == TrainConfig.momentum  # untouched by the preset
+    assert make_config("seed", lr=0.01).lr == 0.01  # an override beats the preset
+    assert set(PRESETS) >= {"mlp", "seed"}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("inf")}, "lr"),
+        ({"hidden": ()}, "hidden"),
+        ({"hidden": (0,)}, "hidden"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": "ten"}, "epochs.*wrong type"),
+        ({"lr": True}, "lr.*wrong type"),
+        ({"learning_rate": 0.1}, "learning_rate is not a training option"),
+        ({"nesterov": True, "momentum": 0.0}, "nesterov"),
+    ],
+)
+def test_bad_options_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("mlp", **overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="preset = 'huge' is unknown"):
+        make_config("huge")
+
+
+def test_training_learns_and_keeps_a_history():
+    data = blobs()
+    run, history = train(make_config(**SMALL), data)
+    assert isinstance(history, History) and history.stopped == "completed"
+    assert [row["epoch"] for row in history.epochs] == [1, 2, 3, 4]
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    assert evaluate(run.model, data.X_dev, data.y_dev)[1] > 0.9
+    assert run.step == 4 * int(np.ceil(400 / 32))
+
+
+def test_the_same_seed_gives_bit_identical_weights_and_another_seed_does_not():
+    data = blobs()
+    config = make_config(**SMALL, dropout=0.2)
+    a, b = train(config, data)[0], train(config, data)[0]
+    c = train(replace(config, seed=1), data)[0]
+    for p, q in zip(a.model.params(), b.model.params()):
+        np.testing.assert_array_equal(p, q)
+    assert any(not np.array_equal(p, q) for p, q in zip(a.model.params(), c.model.params()))
+
+
+def test_early_stopping_restores_the_best_epoch():
+    data = blobs(n=300)
+    # A learning rate that overshoots after a good start: dev accuracy peaks early, then falls.
+    config = make_config(**{**SMALL, "epochs": 30, "lr": 0.5}, schedule="constant", patience=3, momentum=0.95)
+    run, history = train(config, data)
+    best = history.best_epoch
+    assert history.stopped in ("early stopping", "completed")
+    assert history.epochs[best - 1]["dev_accuracy"] == max(history.column("dev_accuracy"))
+    assert evaluate(run.model, data.X_dev, data.y_dev)[1] == history.epochs[best - 1]["dev_accuracy"]
+    if history.stopped == "early stopping":
+        assert len(history.epochs) == best + 3
+
+
+def test_a_diverging_run_stops_with_a_clear_message():
+    data = blobs()
+    config = make_config(**{**SMALL, "lr": 1e6}, schedule="constant")  # each step overshoots a million-fold
+    with pytest.raises(TrainingDiverged, match=r"became (inf|nan) at epoch 1, step \d+.*lower learning rate"):
+        train(config, data)
+
+
+def test_without_a_dev_set_training_still_runs():
+    data = blobs()
+    data.X_dev = data.y_dev = None
+    run, history = train(make_config(**SMALL, patience=2), data)
+    assert history.stopped == "completed" and history.epochs[-1]["dev_accuracy"] is None
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at_epoch(n):
+    """A progress factory that dies as epoch n starts, like a process killed after epoch n - 1."""
+
+    def progress(epoch, n_batches):
+        if epoch == n:
+            raise Crash
+        return None
+
+    return progress
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    """4 epochs straight == 2 epochs, a crash in the third, then a resume (with dropout, Adam, warm-up, cosine)."""
+    data = blobs()
+    config = make_config(**{**SMALL, "lr": 0.01}, dropout=0.3, optimizer="adam", warmup_epochs=1)
+    straight = train(config, data)[0]
+    with pytest.raises(Crash):
+        train(config, data, checkpoint=tmp_path / "c.npz", progress=crash_at_epoch(3))
+    arrays, header = serialize.load(tmp_path / "c.npz")
+    assert header["trainer"]["epoch"] == 2
+    resumed = Run.resume(arrays, header)
+    fit(resumed, data)
+    assert resumed.epoch == 4 and [row["epoch"] for row in resumed.history.epochs] == [1, 2, 3, 4]
+    for p, q in zip(straight.model.params(), resumed.model.params()):
+        np.testing.assert_array_equal(p, q)
+    assert resumed.optimizer.t == straight.optimizer.t
+
+
+def test_extending_a_finished_run_equals_the_longer_run_when_the_schedule_does_not_depend_on_its_length(tmp_path):
+    data = blobs()
+    config = make_config(**SMALL, schedule="constant", dropout=0.2)
+    straight = train(config, data)[0]
+    train(replace(config, epochs=2), data, checkpoint=tmp_path / "c.npz")
+    resumed = Run.resume(*serialize.load(tmp_path / "c.npz"), epochs=4)
+    fit(resumed, data)
+    for p, q in zip(straight.model.params(), resumed.model.params()):
+        np.testing.assert_array_equal(p, q)
