@@ -26,6 +26,18 @@ def mnist_dir() -> pathlib.Path:
     pytest.skip(message)
 
 
+def random_mnist_arrays(seed=0, n_train=100, n_test=30) -> dict[str, np.ndarray]:
+    """Random uint8 images and labels with MNIST's shapes, keyed train_images, train_labels, test_images,
+    test_labels (numpynn.data's keys)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
 def write_idx(path: pathlib.Path, array: np.ndarray, compress: bool = True) -> pathlib.Path:
     """Write `array` (uint8) as an IDX file: 0, 0, type code 0x08, ndim, big-endian sizes, then the bytes."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)

@@ -11,6 +11,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from .conftest import random_mnist_arrays
+
 from numpynn.data import (DATASETS, DataError, Splits, cache_dir, find_data, load_mnist, load_raw,
                           read_idx, read_npz)
 
@@ -41,13 +43,7 @@ def make_dataset(folder, *, n_train=100, n_test=30, seed=0, spelling="gz"):
     """Write a small MNIST-like data set into `folder`; return its arrays (x_train, y_train, x_test, y_test).
 
     spelling: "gz" canonical .gz names, "raw" decompressed names, "dotted" the train-images.idx3-ubyte form."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
+    arrays = random_mnist_arrays(seed, n_train, n_test)
     folder.mkdir(parents=True, exist_ok=True)
     for key, array in arrays.items():
         name = NAMES[key]

@@ -13,6 +13,8 @@ import threading
 import numpy as np
 import pytest
 
+from .conftest import random_mnist_arrays
+
 import numpynn.data as data
 from numpynn.data import DATASETS, DataError, cache_dir, download, load_mnist, load_raw
 
@@ -27,13 +29,7 @@ def idx_bytes(array):
 
 def generate(seed=0, n_train=40, n_test=10):
     """A small data set: its arrays, and for each key the IDX content and the .gz file served."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
+    arrays = random_mnist_arrays(seed, n_train, n_test)
     content = {key: idx_bytes(array) for key, array in arrays.items()}
     gz = {key: gzip.compress(c, mtime=0) for key, c in content.items()}
     return arrays, content, gz

@@ -4,6 +4,7 @@ import pytest
 
 from numpynn import seed as S
 from numpynn.data import load_mnist
+from numpynn.gradcheck import numerical_gradient, relative_error
 
 
 def small_problem(m=16, seed=0, dtype=np.float64):
@@ -24,24 +25,6 @@ def small_problem(m=16, seed=0, dtype=np.float64):
 def loss_of(X, y, params):
     _, _, Z2, _ = S.forward_propagation(X, *params)
     return S.cross_entropy(Z2, y)
-
-
-def numerical_gradient(f, theta, h=1e-5):
-    """Central differences, one entry at a time: (f(theta + h) - f(theta - h)) / 2h."""
-    grad = np.zeros_like(theta)
-    for index in np.ndindex(theta.shape):
-        saved = theta[index]
-        theta[index] = saved + h
-        plus = f()
-        theta[index] = saved - h
-        minus = f()
-        theta[index] = saved
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
-
-
-def relative_error(a, b):
-    return np.abs(a - b).max() / max(np.abs(a).max(), np.abs(b).max(), 1e-12)
 
 
 def test_backward_propagation_matches_central_differences():
