@@ -171,13 +171,16 @@ def evaluate(model: Sequential, X, y, batch_size: int = 1000) -> tuple[float, fl
 @contextmanager
 def _deferred_interrupt():
     """Ctrl-C sets a flag instead of raising, so it never lands between two weight updates of one step; the
-    loop stops cleanly after the current batch. (Only the main thread may install signal handlers.)"""
+    loop stops cleanly after the current batch. A second Ctrl-C interrupts at once. (Only the main thread may
+    install signal handlers.)"""
     state = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
 
     def handler(signum, frame):
+        if state["stop"]:  # a second Ctrl-C: the user really means it
+            raise KeyboardInterrupt
         state["stop"] = True
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -349,7 +352,7 @@ def _epoch_line(row: dict, epochs: int) -> str:
 
 def _diverged(what: str, value: float, run: Run, config: TrainConfig) -> str:
     return (f"{what} became {value} at epoch {run.epoch + 1}, step {run.step + 1}; training stopped (the last "
-            f"checkpoint, if any, is intact). Try a lower learning rate, e.g. --lr {config.lr / 10:g}")
+            f"checkpoint, if any, is intact). Try a lower learning rate, e.g. lr = {config.lr / 10:g} (--lr)")
 
 
 def _jsonable(config: TrainConfig) -> dict:
