@@ -261,8 +261,10 @@ def cmd_train(args) -> int:
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
     if args.json:
+        train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
-                          "model": str(out), "epochs": run.epoch, "stopped": history.stopped}))
+                          "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
+                          "stopped": history.stopped}))
     return 130 if history.stopped == "interrupted" else 0
 
 

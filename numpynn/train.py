@@ -89,10 +89,14 @@ class TrainConfig:
 
 # Each preset names only what it changes from the defaults above.
 PRESETS: dict[str, dict] = {
-    # 784-800-10, Simard et al.'s MLP: SGD with momentum and a cosine schedule.
-    "mlp": {},
-    # The seed's 784-10-10 network, trained the modern way: Adam on mini-batches.
-    "seed": {"hidden": (10,), "init": "seed", "optimizer": "adam", "lr": 3e-3, "batch_size": 64, "epochs": 30},
+    # 784-800-10, Simard et al.'s MLP: SGD with momentum, a cosine schedule and label smoothing 0.1.
+    # 98.5 % test in about 35 s here (benchmarks/README.md).
+    "mlp": {"lr": 0.1, "label_smoothing": 0.1},
+    # The seed's 784-10-10 network and initialisation, trained the modern way: Adam on mini-batches. The
+    # one-epoch warm-up keeps early large steps from killing hidden units: with only 10 of them, each dead
+    # one costs about a point of accuracy. About 94 % test, against the seed's 81 %.
+    "seed": {"hidden": (10,), "init": "seed", "optimizer": "adam", "lr": 3e-3, "batch_size": 64, "epochs": 30,
+             "warmup_epochs": 1.0},
 }
 
 

@@ -29,7 +29,8 @@ def train(config, data, **kwargs):
 
 
 def test_presets_only_change_what_they_name():
-    assert make_config("mlp") == TrainConfig()
+    for name, changes in PRESETS.items():
+        assert make_config(name) == TrainConfig(preset=name, **changes)
     seed = make_config("seed")
     assert seed.hidden == (10,) and seed.init == "seed" and seed.optimizer == "adam"
     assert seed.momentum == TrainConfig.momentum  # untouched by the preset

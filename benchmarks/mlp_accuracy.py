@@ -1,0 +1,304 @@
+"""Does `numpynn train` reach its accuracy targets, how long does it take, and how much memory does it use?
+
+What it runs
+    The real command, `python -m numpynn train --json --quiet --out TMP/NAME.npz FLAGS...`, once per run below,
+    each in its own subprocess from the repository root (so it trains with the working tree's numpynn and its
+    presets as they are today). Every run's model, metrics and checkpoint files go to a temporary folder that
+    is removed at the end.
+
+What it reads
+    test and dev accuracy   the command's last output line (JSON)
+    train seconds           the sum of the per-epoch seconds in the metrics file the command writes beside the
+                            model (NAME.metrics.json): each epoch's training plus its dev-set evaluation (10,000
+                            images, a few hundredths of a second); loading the data, the final test evaluation,
+                            the checkpoint and the model file are outside it
+    command seconds         the command's own `seconds`: all of the above, from parsing the flags to saving
+    peak RSS                the child's ru_maxrss from os.wait4: the whole process (interpreter, NumPy, the
+                            three splits as float32, about 220 MB, the model and the optimizer's buffers)
+    settings                the effective config, read back with `numpynn info --json` from the model file
+
+The runs and their targets (from the issue)
+    seed      the `seed` preset (784-10-10, Adam on mini-batches)       test >= 93.5 %
+    mlp       the default preset `mlp` (784-800-10, SGD momentum)       test >= 98.0 % within about a minute
+                                                                        (train <= 60 s); peak RSS <= 600 MB
+    mlp-60s   784-800-10 with settings chosen for accuracy              test >= 98.4 % in train <= 60 s
+    mlp-15s   784-800-10 with settings chosen for speed                 test >= 98.0 % in train <= 15 s
+The last two name their flags in RUNS below; benchmarks/README.md says how they were found.
+
+Usage:  .venv/bin/python benchmarks/mlp_accuracy.py [--only mlp,seed] [--json results.json]
+Training times depend on everything else the machine is doing: run it on an otherwise idle machine. Each
+run's "others" column says how busy the CPUs were with other processes while it ran.
+"""
+from __future__ import annotations
+
+# Standard library only, as in seed_speed.py: on Linux a child's peak RSS starts at its parent's RSS when it was
+# spawned, so this process stays small and the children's numbers are their own.
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MB = 1_000_000  # the issue's "600 MB" read as decimal megabytes (572 MiB), the stricter reading
+
+
+@dataclass(frozen=True)
+class Target:
+    test_accuracy: float  # at least this, as a fraction
+    train_seconds: float | None = None  # at most this many seconds of training (None: no limit)
+    peak_rss_mb: float | None = None  # at most this many MB of peak resident memory (None: no limit)
+
+    def describe(self) -> str:
+        parts = [f"test >= {100 * self.test_accuracy:.1f}%"]
+        if self.train_seconds is not None:
+            parts.append(f"train <= {self.train_seconds:g} s")
+        if self.peak_rss_mb is not None:
+            parts.append(f"RSS <= {self.peak_rss_mb:g} MB")
+        return ", ".join(parts)
+
+    def misses(self, result: dict) -> list[str]:
+        """What this run missed, in words; empty if it met every part of the target."""
+        missed = []
+        if result["test_accuracy"] < self.test_accuracy:
+            missed.append("test accuracy")
+        if self.train_seconds is not None and result["train_seconds"] > self.train_seconds:
+            missed.append("train time")
+        if self.peak_rss_mb is not None and result["peak_rss_kib"] * 1024 / MB > self.peak_rss_mb:
+            missed.append("peak RSS")
+        return missed
+
+
+# name: (flags after `numpynn train`, target). The flags are the whole recipe: anything not named comes from
+# the preset, so a change to PRESETS in numpynn/train.py changes what `seed` and `mlp` measure.
+RUNS: dict[str, tuple[list[str], Target]] = {
+    "seed": (["--preset", "seed"], Target(0.935)),
+    "mlp": (["--preset", "mlp"], Target(0.980, train_seconds=60, peak_rss_mb=600)),
+    "mlp-60s": (["--preset", "mlp", "--epochs", "20", "--lr", "0.1", "--batch-size", "128", "--schedule", "cosine",
+                 "--label-smoothing", "0.1"], Target(0.984, train_seconds=60)),
+    "mlp-15s": (["--preset", "mlp", "--epochs", "8", "--lr", "0.2", "--batch-size", "256", "--schedule", "cosine",
+                 "--label-smoothing", "0.1"], Target(0.980, train_seconds=15)),
+}
+SHOWN = ("hidden", "init", "optimizer", "lr", "schedule", "warmup_epochs", "batch_size", "epochs", "label_smoothing",
+         "dropout", "seed")  # the config fields printed under the table (the JSON file has them all)
+
+
+def cpu_times() -> tuple[float, float] | None:
+    """(busy, total) seconds of all CPUs together since boot, from /proc/stat; None where it does not exist."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / tick, sum(fields[:8]) / tick
+
+
+BLAS_PROBE = """
+import json
+import numpy
+try:
+    from threadpoolctl import threadpool_info
+except ImportError:
+    print(json.dumps({"numpy": numpy.__version__, "blas": None}))
+else:
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    libs = [{key: lib.get(key) for key in keys} for lib in threadpool_info() if lib["user_api"] == "blas"]
+    print(json.dumps({"numpy": numpy.__version__, "blas": libs}))
+"""  # run with the same interpreter and environment as the training runs, so it loads the same BLAS the same way
+
+
+def run_child(command: list[str], what: str) -> tuple[str, dict]:
+    """Run one command from the repository root; return its stdout and its wall seconds, CPU seconds, peak RSS
+    (os.wait4: this child's own) and the share of all CPUs that other processes kept busy meanwhile."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        before = cpu_times()
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        except KeyboardInterrupt:
+            child.kill()
+            child.wait()
+            raise
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+        wall = time.perf_counter() - started
+        after = cpu_times()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if child.returncode != 0 or not stdout.strip():
+        said = stderr.strip().splitlines() or ["(nothing on stderr)"]
+        errors = [line for line in said if line.startswith("numpynn: error")]
+        sys.exit(f"mlp_accuracy: error: {what} failed (exit {child.returncode}): {(errors or said)[-1]}")
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    others = None
+    if before and after:  # all CPUs' busy time meanwhile, less this child's own, as a share of all CPUs' time
+        others = max(0.0, (after[0] - before[0] - cpu_seconds) / max(after[1] - before[1], 1e-9))
+    peak_kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    return stdout, {"wall_seconds": wall, "cpu_seconds": cpu_seconds, "peak_rss_kib": peak_kib, "others_busy": others}
+
+
+def last_json(stdout: str, what: str) -> dict:
+    line = stdout.strip().splitlines()[-1]
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        sys.exit(f"mlp_accuracy: error: {what} did not end with a JSON line; its last line: {line}")
+
+
+def train(name: str, flags: list[str], folder: pathlib.Path, args) -> dict:
+    """One `numpynn train` run: its accuracies, times, memory and effective config."""
+    model = folder / f"{name}.npz"
+    command = [sys.executable, "-m", "numpynn", "train", "--json", "--quiet", "--out", str(model), *flags]
+    command += ["--seed", str(args.seed)] if args.seed is not None else []
+    command += ["--data", args.data] if args.data else []
+    stdout, usage = run_child(command, f"the {name} run")
+    summary = last_json(stdout, f"the {name} run")
+    metrics = json.loads((folder / f"{name}.metrics.json").read_text())
+    epochs = metrics["history"]["epochs"]
+    info, _ = run_child([sys.executable, "-m", "numpynn", "info", "--json", str(model)], f"reading {model.name}")
+    header = json.loads(info)  # the model file's header, as one (indented) JSON document
+    return {
+        "command": command[1:],
+        "test_accuracy": summary["test_accuracy"],
+        "dev_accuracy": summary["dev_accuracy"],
+        "train_seconds": sum(row["seconds"] for row in epochs),
+        "command_seconds": summary["seconds"],
+        "epochs": summary["epochs"],
+        "stopped": summary["stopped"],
+        "fastest_epoch_seconds": min(row["seconds"] for row in epochs),
+        "config": header.get("config", {}),
+        "history": epochs,
+        **usage,
+    }
+
+
+def settings(config: dict) -> str:
+    """The run's effective settings, in short: preset, then the fields that matter here."""
+    shown = [config.get("preset", "?")]
+    for name in SHOWN:
+        if name in config:
+            value = config[name]
+            value = ",".join(map(str, value)) if isinstance(value, list) else value
+            shown.append(f"{name}={value}")
+    return " ".join(shown)
+
+
+def print_report(report: dict) -> None:
+    machine = report["machine"]
+    print(f"numpynn train accuracy: {len(report['results'])} run(s) of `python -m numpynn train --json --quiet`")
+    print(f"machine   {machine['cpus']} CPUs, {machine['cpu']}, Python {machine['python']}")
+    env = "  ".join(f"{name}={value if value is not None else '(unset)'}" for name, value in report["env"].items())
+    print(f"env       {env}")
+    probe = report["probe"]
+    blas = "; ".join(f"{lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
+                     f"{lib['num_threads']} threads" for lib in probe["blas"] or [])
+    blas = blas or "unknown (threadpoolctl is missing: pip install -e '.[bench]')"
+    print(f"BLAS      NumPy {probe['numpy']}: {blas}")
+    print(f"date      {report['date']}")
+    print()
+    header = ("run", "test acc", "dev acc", "train s", "command s", "peak RSS", "others", "target", "met")
+    rows = [header]
+    for name, result in report["results"].items():
+        missed = result["missed"]
+        rows.append((name, f"{100 * result['test_accuracy']:.2f}%", f"{100 * result['dev_accuracy']:.2f}%",
+                     f"{result['train_seconds']:.1f}", f"{result['command_seconds']:.1f}",
+                     f"{result['peak_rss_kib'] * 1024 / MB:.0f} MB", f"{100 * (result['others_busy'] or 0):.0f}%",
+                     result["target"], "yes" if not missed else "NO: " + ", ".join(missed)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) if i in (0, 7, 8) else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    print()
+    for name, result in report["results"].items():
+        print(f"{name:<8}  {settings(result['config'])}")
+        print(f"{'':<8}  flags: {' '.join(RUNS[name][0])}")
+    print()
+    print("train s:   the epochs' seconds from the run's metrics file: training plus the per-epoch dev evaluation.")
+    print("command s: the command's own seconds: loading, training, test evaluation, checkpoints, the model file.")
+    print("peak RSS:  the whole process, from os.wait4 (MB = 10^6 bytes). others: the share of all CPUs that")
+    print("           other processes used during the run; above a few percent, its times are suspect.")
+    missed = [name for name, result in report["results"].items() if result["missed"]]
+    print("\n" + (f"targets missed by: {', '.join(missed)}" if missed else "every target met"))
+
+
+def write_json(path: str, report: dict) -> None:
+    """Write the report whole or not at all: a temporary file next to `path`, then an atomic rename."""
+    target = pathlib.Path(path).resolve()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--only", metavar="NAME", help=f"run only these, comma-separated, from {','.join(RUNS)}")
+    parser.add_argument("--data", metavar="DIR", help="MNIST folder, passed on as --data (default: numpynn's search)")
+    parser.add_argument("--seed", type=int, metavar="N", help="pass --seed N to every run (default: the presets' own)")
+    parser.add_argument("--json", metavar="PATH", help="also write every number to this JSON file (atomically)")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in (args.only or ",".join(RUNS)).split(",") if name.strip()]
+    unknown = [name for name in names if name not in RUNS]
+    if unknown or not names:
+        parser.error(f"--only: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(RUNS)}")
+    args.names = names
+    if args.json and not pathlib.Path(args.json).resolve().parent.is_dir():  # find out now, not after the runs
+        parser.error(f"--json {args.json}: its folder does not exist")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    stdout, _ = run_child([sys.executable, "-c", BLAS_PROBE], "reading the BLAS")
+    probe = json.loads(stdout)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="numpynn-accuracy-") as folder:
+        for name in args.names:
+            flags, target = RUNS[name]
+            result = train(name, flags, pathlib.Path(folder), args)
+            result["target"] = target.describe()
+            result["missed"] = target.misses(result)
+            results[name] = result
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()},
+        "env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "NUMPYNN_DATA")},
+        "probe": probe,
+        "results": results,
+    }
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # run_child has already stopped the child
+        print("mlp_accuracy: interrupted", file=sys.stderr)
+        sys.exit(130)
