@@ -83,6 +83,9 @@ class TrainConfig:
         for name, ok, fix in rules:
             if not ok:
                 raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {fix}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs = {self.warmup_epochs!r} is out of range: use less than epochs "
+                             f"({self.epochs}), or set --warmup-epochs 0")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov = True needs --optimizer sgd with --momentum above 0")
 

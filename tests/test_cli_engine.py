@@ -49,7 +49,7 @@ def test_train_writes_a_model_metrics_and_checkpoint_and_prints_accuracy(trained
 
 
 def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny_mnist, capsys):
-    (tmp_path / "c.toml").write_text('preset = "seed"\nlr = 0.02\nepochs = 2\nhidden = [8]\n')
+    (tmp_path / "c.toml").write_text('preset = "seed"\nlr = 0.02\nepochs = 2\nhidden = [8]\nwarmup_epochs = 0\n')
     code, _, err = run(capsys, "train", "--data", tiny_mnist, "--config", tmp_path / "c.toml", "--epochs", "1",
                        "--dev-size", "20", "--quiet", "--out", tmp_path / "m.npz")
     assert code == 0, err
@@ -66,6 +66,7 @@ def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny
         (["--optimizer", "rmsprop"], "--optimizer"),
         (["--dropout", "1.5"], "--dropout"),
         (["--epochs", "0"], "--epochs"),
+        (["--preset", "seed", "--epochs", "1"], "--warmup-epochs"),  # the preset warms up for 1 epoch
         (["--preset", "giant"], "--preset"),
         (["--out", "model.pkl"], ".npz"),
         (["--out", "/no/such/dir/m.npz"], "no such folder"),
@@ -163,10 +164,11 @@ def checkpoint_epoch(path):
 @pytest.fixture(scope="module")
 def slow_data(tmp_path_factory):
     """Enough images that an epoch lasts a good fraction of a second, so a kill lands mid-epoch."""
-    return make_mnist_dir(tmp_path_factory.mktemp("slow"), n_train=6000, n_test=100)
+    return make_mnist_dir(tmp_path_factory.mktemp("slow"), n_train=12000, n_test=100)
 
 
-SLOW = ["--hidden", "256", "--epochs", "4", "--batch-size", "32", "--dev-size", "500", "--quiet", "--dropout", "0.1"]
+# About half a second per epoch here: long enough for a kill to land inside one.
+SLOW = ["--hidden", "800", "--epochs", "4", "--batch-size", "32", "--dev-size", "500", "--quiet", "--dropout", "0.1"]
 
 
 def test_resume_after_sigkill_mid_epoch_is_bit_identical_to_a_straight_run(tmp_path, slow_data):
@@ -177,8 +179,8 @@ def test_resume_after_sigkill_mid_epoch_is_bit_identical_to_a_straight_run(tmp_p
     ckpt = tmp_path / "killed.ckpt.npz"
     deadline = time.monotonic() + 300
     while checkpoint_epoch(ckpt) < 2 and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)  # into epoch 3
+        time.sleep(0.005)
+    time.sleep(0.05)  # a few batches into epoch 3
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL
