@@ -38,13 +38,15 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import _common  # benchmarks/_common.py: this folder is on sys.path when the script runs
+from _common import check_json_path, cpu_name, table, write_json
+
+PROG = "mlp_accuracy"
 MB = 1_000_000  # the issue's "600 MB" read as decimal megabytes (572 MiB), the stricter reading
 
 
@@ -88,69 +90,18 @@ SHOWN = ("hidden", "init", "optimizer", "lr", "schedule", "warmup_epochs", "batc
          "dropout", "seed")  # the config fields printed under the table (the JSON file has them all)
 
 
-def cpu_times() -> tuple[float, float] | None:
-    """(busy, total) seconds of all CPUs together since boot, from /proc/stat; None where it does not exist."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(fields[:8]) - fields[3] - fields[4]) / tick, sum(fields[:8]) / tick
-
-
-BLAS_PROBE = """
+BLAS_PROBE = f"""
 import json
+import sys
 import numpy
+sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent)!r})
+from _common import blas_libraries
 try:
-    from threadpoolctl import threadpool_info
-except ImportError:
-    print(json.dumps({"numpy": numpy.__version__, "blas": None}))
-else:
-    keys = ("internal_api", "version", "architecture", "num_threads")
-    libs = [{key: lib.get(key) for key in keys} for lib in threadpool_info() if lib["user_api"] == "blas"]
-    print(json.dumps({"numpy": numpy.__version__, "blas": libs}))
+    libs = blas_libraries(("internal_api", "version", "architecture", "num_threads"), "blas")
+except ImportError:  # no threadpoolctl
+    libs = None
+print(json.dumps({{"numpy": numpy.__version__, "blas": libs}}))
 """  # run with the same interpreter and environment as the training runs, so it loads the same BLAS the same way
-
-
-def run_child(command: list[str], what: str) -> tuple[str, dict]:
-    """Run one command from the repository root; return its stdout and its wall seconds, CPU seconds, peak RSS
-    (os.wait4: this child's own) and the share of all CPUs that other processes kept busy meanwhile."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        before = cpu_times()
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        except KeyboardInterrupt:
-            child.kill()
-            child.wait()
-            raise
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-        wall = time.perf_counter() - started
-        after = cpu_times()
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    if child.returncode != 0 or not stdout.strip():
-        said = stderr.strip().splitlines() or ["(nothing on stderr)"]
-        errors = [line for line in said if line.startswith("numpynn: error")]
-        sys.exit(f"mlp_accuracy: error: {what} failed (exit {child.returncode}): {(errors or said)[-1]}")
-    cpu_seconds = usage.ru_utime + usage.ru_stime
-    others = None
-    if before and after:  # all CPUs' busy time meanwhile, less this child's own, as a share of all CPUs' time
-        others = max(0.0, (after[0] - before[0] - cpu_seconds) / max(after[1] - before[1], 1e-9))
-    peak_kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-    return stdout, {"wall_seconds": wall, "cpu_seconds": cpu_seconds, "peak_rss_kib": peak_kib, "others_busy": others}
-
-
-def last_json(stdout: str, what: str) -> dict:
-    line = stdout.strip().splitlines()[-1]
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        sys.exit(f"mlp_accuracy: error: {what} did not end with a JSON line; its last line: {line}")
 
 
 def train(name: str, flags: list[str], folder: pathlib.Path, args) -> dict:
@@ -159,11 +110,12 @@ def train(name: str, flags: list[str], folder: pathlib.Path, args) -> dict:
     command = [sys.executable, "-m", "numpynn", "train", "--json", "--quiet", "--out", str(model), *flags]
     command += ["--seed", str(args.seed)] if args.seed is not None else []
     command += ["--data", args.data] if args.data else []
-    stdout, usage = run_child(command, f"the {name} run")
-    summary = last_json(stdout, f"the {name} run")
+    stdout, usage = _common.run_child(command, f"the {name} run", PROG)
+    summary = _common.last_json(stdout, f"the {name} run", PROG)
     metrics = json.loads((folder / f"{name}.metrics.json").read_text())
     epochs = metrics["history"]["epochs"]
-    info, _ = run_child([sys.executable, "-m", "numpynn", "info", "--json", str(model)], f"reading {model.name}")
+    info_command = [sys.executable, "-m", "numpynn", "info", "--json", str(model)]
+    info, _ = _common.run_child(info_command, f"reading {model.name}", PROG)
     header = json.loads(info)  # the model file's header, as one (indented) JSON document
     return {
         "command": command[1:],
@@ -195,11 +147,9 @@ def print_report(report: dict) -> None:
     machine = report["machine"]
     print(f"numpynn train accuracy: {len(report['results'])} run(s) of `python -m numpynn train --json --quiet`")
     print(f"machine   {machine['cpus']} CPUs, {machine['cpu']}, Python {machine['python']}")
-    env = "  ".join(f"{name}={value if value is not None else '(unset)'}" for name, value in report["env"].items())
-    print(f"env       {env}")
+    print(f"env       {_common.describe_environment(report['env'])}")
     probe = report["probe"]
-    blas = "; ".join(f"{lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
-                     f"{lib['num_threads']} threads" for lib in probe["blas"] or [])
+    blas = "; ".join(_common.describe_library(lib) for lib in probe["blas"] or [])
     blas = blas or "unknown (threadpoolctl is missing: pip install -e '.[bench]')"
     print(f"BLAS      NumPy {probe['numpy']}: {blas}")
     print(f"date      {report['date']}")
@@ -212,10 +162,7 @@ def print_report(report: dict) -> None:
                      f"{result['train_seconds']:.1f}", f"{result['command_seconds']:.1f}",
                      f"{result['peak_rss_kib'] * 1024 / MB:.0f} MB", f"{100 * (result['others_busy'] or 0):.0f}%",
                      result["target"], "yes" if not missed else "NO: " + ", ".join(missed)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i in (0, 7, 8) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    print("\n".join(table(rows, left=(0, 7, 8))))
     print()
     for name, result in report["results"].items():
         print(f"{name:<8}  {settings(result['config'])}")
@@ -227,31 +174,6 @@ def print_report(report: dict) -> None:
     print("           other processes used during the run; above a few percent, its times are suspect.")
     missed = [name for name, result in report["results"].items() if result["missed"]]
     print("\n" + (f"targets missed by: {', '.join(missed)}" if missed else "every target met"))
-
-
-def write_json(path: str, report: dict) -> None:
-    """Write the report whole or not at all: a temporary file next to `path`, then an atomic rename."""
-    target = pathlib.Path(path).resolve()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_args(argv=None):
@@ -266,14 +188,13 @@ def parse_args(argv=None):
     if unknown or not names:
         parser.error(f"--only: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(RUNS)}")
     args.names = names
-    if args.json and not pathlib.Path(args.json).resolve().parent.is_dir():  # find out now, not after the runs
-        parser.error(f"--json {args.json}: its folder does not exist")
+    check_json_path(parser, args.json)
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stdout, _ = run_child([sys.executable, "-c", BLAS_PROBE], "reading the BLAS")
+    stdout, _ = _common.run_child([sys.executable, "-c", BLAS_PROBE], "reading the BLAS", PROG)
     probe = json.loads(stdout)
     results = {}
     with tempfile.TemporaryDirectory(prefix="numpynn-accuracy-") as folder:
@@ -286,7 +207,7 @@ def main(argv=None) -> int:
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()},
-        "env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "NUMPYNN_DATA")},
+        "env": _common.environment(("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "NUMPYNN_DATA")),
         "probe": probe,
         "results": results,
     }
@@ -297,8 +218,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # run_child has already stopped the child
-        print("mlp_accuracy: interrupted", file=sys.stderr)
-        sys.exit(130)
+    _common.run_main(main, PROG)

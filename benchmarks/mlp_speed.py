@@ -4,7 +4,7 @@ What it measures
     One epoch over the 50,000 training images: 784-800-10 with ReLU, softmax cross-entropy, mini-batches of
     128 in a shuffled order, SGD with momentum 0.9 at a constant learning rate, float32. Four ways:
 
-    engine    numpynn itself: Run.start(make_config("mlp", epochs=1, schedule="constant")) and fit(), with no
+    engine    numpynn itself: Run.start(make_config("mlp", epochs=1, schedule="constant", label_smoothing=0)) and fit(), with no
               progress bar, no log, no checkpoint and no dev set, so the clock covers exactly fit()'s one epoch:
               the permutation, the batch gathers, forward, loss, backward, optimizer step, and the per-batch
               bookkeeping fit() does (the loss sum, the accuracy count, the finiteness checks).
@@ -43,7 +43,6 @@ from __future__ import annotations
 # The measuring process imports only the standard library, for the same reason as seed_speed.py: a child's
 # peak RSS on Linux starts at its parent's RSS when it was spawned, so a heavy parent inflates every child.
 import argparse
-import hashlib
 import json
 import os
 import pathlib
@@ -52,11 +51,13 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import _common  # benchmarks/_common.py: this folder is on sys.path when the script runs
+from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name, run_json_child, table, write_json
+
+PROG = "mlp_speed"
 ENGINE_CODE = [REPO / "numpynn" / name for name in ("train.py", "model.py", "layers.py", "losses.py", "optim.py")]
 KINDS = {
     "engine": "numpynn engine (fit)",
@@ -84,7 +85,9 @@ def _setup(args):
     from numpynn.data import load_mnist
     from numpynn.train import Run, make_config
 
-    config = make_config("mlp", epochs=1, schedule="constant", lr=args.lr, batch_size=args.batch_size)
+    # label_smoothing=0: the preset smooths labels, the hand loop and PyTorch do not; the same math everywhere.
+    config = make_config("mlp", epochs=1, schedule="constant", lr=args.lr, batch_size=args.batch_size,
+                         label_smoothing=0.0)
     splits = load_mnist("mnist", args.data, dev_size=config.dev_size, seed=config.seed, progress=False)
     splits = dataclasses.replace(splits, X_dev=None, y_dev=None)  # no dev set: fit() then times training only
     run = Run.start(config)
@@ -93,10 +96,7 @@ def _setup(args):
 
 def _blas() -> list[dict]:
     """Every BLAS and OpenMP library loaded in this process, as threadpoolctl sees it."""
-    from threadpoolctl import threadpool_info
-
-    keys = ("user_api", "internal_api", "version", "architecture", "num_threads", "filepath")
-    return [{key: lib.get(key) for key in keys} for lib in threadpool_info()]
+    return _common.blas_libraries(("user_api", "internal_api", "version", "architecture", "num_threads", "filepath"))
 
 
 def work_probe(args) -> dict:
@@ -222,55 +222,6 @@ WORKERS = {"probe": work_probe, "engine": work_engine, "hand": work_hand, "torch
 # ---------------------------------------------------------------------------------------------------------
 # The measuring process
 
-def cpu_times() -> tuple[float, float] | None:
-    """(busy, total) seconds of all CPUs together since boot, from /proc/stat; None where it does not exist."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(fields[:8]) - fields[3] - fields[4]) / tick, sum(fields[:8]) / tick
-
-
-def run_child(command: list[str], what: str) -> dict:
-    """Run one command from the repository root; return its last JSON line, its wall and CPU seconds, its peak
-    RSS (os.wait4: this child's own), and the share of all CPUs that *other* processes kept busy meanwhile."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        before = cpu_times()
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        except KeyboardInterrupt:
-            child.kill()
-            child.wait()
-            raise
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-        wall = time.perf_counter() - started
-        after = cpu_times()
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    lines = stdout.strip().splitlines()
-    if child.returncode != 0 or not lines:
-        said = stderr.strip().splitlines() or ["(nothing on stderr)"]
-        errors = [line for line in said if line.startswith("numpynn: error")]
-        sys.exit(f"mlp_speed: error: {what} failed (exit {child.returncode}): {(errors or said)[-1]}")
-    try:
-        result = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        sys.exit(f"mlp_speed: error: {what} did not end with a JSON line; its last line: {lines[-1]}")
-    peak_kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-    cpu_seconds = usage.ru_utime + usage.ru_stime
-    others = None
-    if before and after:  # all CPUs' busy time meanwhile, less this child's own, as a share of all CPUs' time
-        others = max(0.0, (after[0] - before[0] - cpu_seconds) / max(after[1] - before[1], 1e-9))
-    return {**result, "wall_seconds": wall, "cpu_seconds": cpu_seconds, "peak_rss_kib": peak_kib,
-            "others_busy": others}
-
-
 def worker_command(python: str, kind: str, args, threads: int = 1) -> list[str]:
     command = [python, str(pathlib.Path(__file__).resolve()), "--worker", kind, "--lr", str(args.lr),
                "--batch-size", str(args.batch_size), "--threads", str(threads)]
@@ -286,8 +237,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def describe_blas(libs: list[dict]) -> str:
-    found = [f"{lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, {lib['num_threads']} threads "
-             f"({pathlib.Path(lib['filepath'] or '?').name})" for lib in libs if lib["user_api"] == "blas"]
+    found = [f"{_common.describe_library(lib)} ({_common.library_file(lib)})"
+             for lib in libs if lib["user_api"] == "blas"]
     return "; ".join(found) or "none found by threadpoolctl"
 
 
@@ -303,7 +254,7 @@ def print_report(report: dict) -> None:
     if "sklearn" in results:
         s = results["sklearn"]["runs"][0]
         print(f"          scikit-learn {s['sklearn']} ({s['dtype']} weights): NumPy's BLAS above")
-    env = "  ".join(f"{name}={value if value is not None else '(unset)'}" for name, value in report["env"].items())
+    env = _common.describe_environment(report["env"])
     print(f"env       {env}")
     machine = report["machine"]
     print(f"machine   {machine['cpus']} CPUs, {machine['cpu']}, Python {info['python']}")
@@ -323,13 +274,12 @@ def print_report(report: dict) -> None:
                      f"{result['samples_per_second_median']:,.0f}", f"{result['train_seconds_best']:.2f}",
                      relative, f"{best_run['train_loss']:.4f}", f"{result['peak_rss_kib'] / 1024:.0f} MiB",
                      f"{100 * result['others_busy_max']:.0f}%"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print("\n".join(table(rows)))
     print()
+    width = max(len(row[0]) for row in rows)
     for kind, result in results.items():  # every run, in the order they ran: the spread behind best and median
         rates = "  ".join(f"{run['samples'] / run['train_seconds']:,.0f}" for run in result["runs"])
-        print(f"{KINDS[kind]:<{widths[0]}}  every run: {rates}")
+        print(f"{KINDS[kind]:<{width}}  every run: {rates}")
     print()
     print("samples/s: training images per second over one epoch, best and median of the runs; epoch s: best.")
     print("engine is: the engine's best samples/s / this row's best (above 1: the engine is faster).")
@@ -346,47 +296,6 @@ def print_report(report: dict) -> None:
     busy = report["machine"]["cpu_busy_before"]
     if busy is not None and busy > 0.1:
         print(f"\nwarning: the CPUs were {100 * busy:.0f}% busy in the second before the runs")
-
-
-def write_json(path: str, report: dict) -> None:
-    """Write the report whole or not at all: a temporary file next to `path`, then an atomic rename."""
-    target = pathlib.Path(path).resolve()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def busy_before(seconds: float = 1.0) -> float | None:
-    first = cpu_times()
-    time.sleep(seconds)
-    second = cpu_times()
-    if not first or not second:
-        return None
-    return (second[0] - first[0]) / max(second[1] - first[1], 1e-9)
-
-
-def code_hash(paths) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_args(argv=None):
@@ -409,8 +318,7 @@ def parse_args(argv=None):
         parser.error(f"--runs: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(KINDS)}")
     if args.repeat < 1 or args.batch_size < 1 or not args.lr > 0:
         parser.error("--repeat and --batch-size must be 1 or more, --lr above 0")
-    if args.json and not pathlib.Path(args.json).resolve().parent.is_dir():  # find out now, not after the runs
-        parser.error(f"--json {args.json}: its folder does not exist")
+    check_json_path(parser, args.json)
     return args
 
 
@@ -436,9 +344,9 @@ def main(argv=None) -> int:
         print(json.dumps(result))
         return 0
 
-    cpu_busy = busy_before()
+    cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)
-    info = run_child(worker_command(sys.executable, "probe", args), "reading the BLAS and the data")
+    info = run_json_child(worker_command(sys.executable, "probe", args), "reading the BLAS and the data", PROG)
     threads = max((lib["num_threads"] for lib in info["blas"] if lib["user_api"] == "blas"), default=1)
     skipped = {}
     kinds = []
@@ -453,7 +361,7 @@ def main(argv=None) -> int:
     for _ in range(args.repeat):  # round-robin, so a slow spell of the machine touches every kind alike
         for kind in kinds:
             python = args.bench_python if kind in BENCH_KINDS else sys.executable
-            runs[kind].append(run_child(worker_command(python, kind, args, threads), f"the {kind} run"))
+            runs[kind].append(run_json_child(worker_command(python, kind, args, threads), f"the {kind} run", PROG))
     results = {kind: summarize(kind_runs) for kind, kind_runs in runs.items()}
     ratios = {}
     if "engine" in results:
@@ -468,7 +376,7 @@ def main(argv=None) -> int:
         "lr": args.lr,
         "repeat": args.repeat,
         "probe": info,
-        "env": {name: os.environ.get(name) for name in ENV_VARIABLES},
+        "env": _common.environment(ENV_VARIABLES),
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_name(), "cpu_busy_before": cpu_busy},
         "engine_sha256": {"before": code_before, "after": code_hash(ENGINE_CODE)},
         "skipped": skipped,
@@ -483,8 +391,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # run_child has already stopped the child
-        print("mlp_speed: interrupted", file=sys.stderr)
-        sys.exit(130)
+    _common.run_main(main, PROG)

@@ -34,18 +34,18 @@ from __future__ import annotations
 # parent's RSS when it was spawned (the high-water mark survives exec), so a parent holding NumPy and a copy
 # of MNIST would inflate every child's number. NumPy and numpynn are imported only in the worker processes.
 import argparse
-import hashlib
 import json
 import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import _common  # benchmarks/_common.py: this folder is on sys.path when the script runs
+from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name, table, write_json
+
+PROG = "seed_speed"
 SEED_CODE = REPO / "numpynn" / "seed.py"  # the code under measurement
 BASELINES = {
     "plain": "plain float32 NumPy",
@@ -85,7 +85,6 @@ def _import_numpynn():
 def probe(data_dir: str | None) -> dict:
     """The BLAS NumPy loads here, the sizes of the training set, and the versions that ran."""
     import numpy as np
-    from threadpoolctl import threadpool_info
 
     data, seed = _import_numpynn()
     config = seed.SeedConfig()
@@ -97,7 +96,7 @@ def probe(data_dir: str | None) -> dict:
         "D": D,
         "K": seed.K,
         "x_itemsize": splits.X_train.dtype.itemsize,
-        "blas": [{key: lib.get(key) for key in keys} for lib in threadpool_info()],
+        "blas": _common.blas_libraries(keys),
         "numpy": np.__version__,
     }
 
@@ -161,41 +160,11 @@ def baseline(name: str, iterations: int, data_dir: str | None) -> dict:
 # The measuring process
 
 def run_child(command: list[str], what: str) -> dict:
-    """Run one command from the repository root; return its last JSON line, wall time and peak RSS.
+    """Run one command from the repository root; return its last JSON line, wall and CPU seconds and peak RSS.
     Exits with one line naming `what` and the child's last stderr line if it fails."""
-    # Output goes to files, not pipes: the child is reaped with os.wait4 (for its own rusage), and nobody
-    # would be draining a pipe meanwhile.
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        # cwd=REPO: `python -m numpynn` then imports the working tree's numpynn, the code being measured.
-        child = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        except KeyboardInterrupt:
-            child.kill()
-            child.wait()
-            raise
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    lines = stdout.strip().splitlines()
-    if child.returncode != 0 or not lines:
-        # numpynn reports a bad flag or missing data as one line "numpynn: error: ..." that may be followed by
-        # hints; that line says most. Anything else (a traceback) ends with the line that says most.
-        said = stderr.strip().splitlines() or ["(nothing on stderr)"]
-        errors = [line for line in said if line.startswith("numpynn: error")]
-        sys.exit(f"seed_speed: error: {what} failed (exit {child.returncode}): {(errors or said)[-1]}")
-    try:
-        result = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        sys.exit(f"seed_speed: error: {what} did not end with a JSON line; its last line: {lines[-1]}")
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
-    peak_kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-    cpu_seconds = usage.ru_utime + usage.ru_stime  # near 2 x wall when both BLAS threads had a core each
-    return {**result, "wall_seconds": wall, "cpu_seconds": cpu_seconds, "peak_rss_kib": peak_kib}
+    result = _common.run_json_child(command, what, PROG)
+    del result["others_busy"]  # this report has no column for it
+    return result
 
 
 def worker_command(args, worker: str, iterations: int) -> list[str]:
@@ -231,17 +200,14 @@ def summarize(runs: list[dict], iterations: int, measured_iterations: int, work:
 def describe_blas(info: dict) -> list[str]:
     lines = []
     for lib in info["blas"]:
-        lines.append(
-            f"BLAS      {lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
-            f"{lib['num_threads']} threads ({lib['user_api']}, {pathlib.Path(lib['filepath'] or '?').name})"
-        )
+        lines.append(f"BLAS      {_common.describe_library(lib)} ({lib['user_api']}, {_common.library_file(lib)})")
     return lines or ["BLAS      none found by threadpoolctl"]
 
 
 def print_report(report: dict) -> None:
     info, seed = report["probe"], report["results"]["seed"]
     n = report["iterations"]
-    env = "  ".join(f"{name}={value if value is not None else '(unset)'}" for name, value in report["env"].items())
+    env = _common.describe_environment(report["env"])
     print(
         f"numpynn seed speed: {n} full-batch iterations of 784-{seed['runs'][0]['config']['hidden']}-10 on "
         f"m = {info['m']:,} images, {report['repeat']} run(s) each"
@@ -279,9 +245,7 @@ def print_report(report: dict) -> None:
             f"{result['peak_rss_kib'] / 1024:.0f} MiB",
             f"{result['ratio_to_seed']:.2f}x",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print("\n".join(table(rows)))
     print()
     print("train s: the training loop only, best and median of the runs. vs seed: train s best / the seed's.")
     print("X GB/s:  bytes of X (in the run's dtype) / time per iteration: the bandwidth if X were read once.")
@@ -297,55 +261,6 @@ def print_report(report: dict) -> None:
         if name != "seed":
             accuracy = statistics.median(run["dev_accuracy"] for run in result["runs"])
             print(f"{BASELINES[name]}: dev accuracy {accuracy:.4f} after {result['iterations_measured']} iterations")
-
-
-def write_json(path: str, report: dict) -> None:
-    """Write the report whole or not at all: a temporary file next to `path`, then an atomic rename."""
-    target = pathlib.Path(path).resolve()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def cpu_busy_before(seconds: float = 1.0) -> float | None:
-    """The fraction of all CPUs' time spent busy over the next `seconds`, from /proc/stat (Linux), before any
-    run starts: other work running now would slow every number. None where /proc/stat does not exist.
-    (The load average would be simpler, but it lags a minute behind: it still counts work that has ended.)"""
-
-    def times():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal
-        return sum(fields[:8]), fields[3] + fields[4]  # all time, idle time (idle + iowait)
-
-    try:
-        total_0, idle_0 = times()
-        time.sleep(seconds)
-        total_1, idle_1 = times()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
-
-
-def code_hash(path: pathlib.Path) -> str:
-    """A short SHA-256 of a file, so a report says which version of the code it measured."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_args(argv=None):
@@ -371,8 +286,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.baseline_iterations < 1 or args.repeat < 1:
         parser.error("--iterations, --baseline-iterations and --repeat must be 1 or more")
-    if args.json and not pathlib.Path(args.json).resolve().parent.is_dir():  # find out now, not after the runs
-        parser.error(f"--json {args.json}: its folder does not exist")
+    check_json_path(parser, args.json)
     return args
 
 
@@ -389,7 +303,7 @@ def main(argv=None) -> int:
 
     busy_before = cpu_busy_before()
     # Others may edit numpynn/seed.py while this runs; a report that mixed two versions should say so.
-    code_before = code_hash(SEED_CODE)
+    code_before = code_hash([SEED_CODE])
     info = run_child(worker_command(args, "probe", 1), "reading the BLAS and the data")
     baselines = list(BASELINES) if args.baseline == "all" else [] if args.baseline == "none" else [args.baseline]
     baseline_iterations = min(args.baseline_iterations, args.iterations)
@@ -418,7 +332,7 @@ def main(argv=None) -> int:
         "flop_per_iteration": work,
         "x_bytes": x_bytes,
         "probe": info,
-        "env": {name: os.environ.get(name) for name in OPENBLAS_VARIABLES},
+        "env": _common.environment(OPENBLAS_VARIABLES),
         "machine": {
             "cpus": os.cpu_count(),
             "cpu": cpu_name(),
@@ -426,7 +340,7 @@ def main(argv=None) -> int:
             "cpu_busy_before": busy_before,
         },
         "command": seed_command(args)[1:],
-        "seed_py_sha256": {"before": code_before, "after": code_hash(SEED_CODE)},
+        "seed_py_sha256": {"before": code_before, "after": code_hash([SEED_CODE])},
         "results": results,
     }
     print_report(report)
@@ -436,8 +350,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # run_child has already stopped the child
-        print("seed_speed: interrupted", file=sys.stderr)
-        sys.exit(130)
+    _common.run_main(main, PROG)
