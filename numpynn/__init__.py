@@ -11,7 +11,7 @@ __all__ = ["DataError", "MLPClassifier", "__version__"]
 
 
 def __getattr__(name):
-    # Imported on first use, so `numpynn seed` does not pay for loading the engine.
+    # Imported on first use: `import numpynn` stays light for code that only wants the data or the seed.
     if name == "MLPClassifier":
         from .estimator import MLPClassifier
 

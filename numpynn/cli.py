@@ -15,6 +15,7 @@ import warnings
 from . import __version__
 from .data import DATASETS, DataError, load_mnist
 from .seed import SeedConfig, run_seed
+from .train import TrainConfig
 
 
 class UsageError(Exception):
@@ -96,8 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed.set_defaults(run=cmd_seed)
 
-    from .train import TrainConfig  # the engine loads only when its commands are built
-
     train = commands.add_parser(
         "train",
         help="train a network on mini-batches, write a model file, print dev and test accuracy",
@@ -171,7 +170,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _train_config(args):
     """Defaults < preset < --config FILE < typed flags."""
-    from .train import TrainConfig, make_config
+    from .train import make_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     values = {**(_read_toml(args.config) if args.config else {}),
@@ -215,7 +214,7 @@ def cmd_train(args) -> int:
         if not path.parent.is_dir():
             raise UsageError(f"{path.parent}: no such folder; create it or choose another path")
     if args.resume:
-        typed = [f.name for f in dataclasses.fields(_train_config_class()) if hasattr(args, f.name)]
+        typed = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
         if set(typed) - {"epochs"} or args.config:
             raise UsageError("with --resume the checkpoint's options are used; only --epochs may change")
         arrays, header = serialize.load(args.resume)
@@ -266,12 +265,6 @@ def cmd_train(args) -> int:
                           "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped}))
     return 130 if history.stopped == "interrupted" else 0
-
-
-def _train_config_class():
-    from .train import TrainConfig
-
-    return TrainConfig
 
 
 def _write_json(path, data) -> None:
