@@ -44,8 +44,8 @@ class MLPClassifier:
     def __init__(self, hidden_layer_sizes=TrainConfig.hidden, activation=TrainConfig.activation,
                  init=TrainConfig.init, dropout=TrainConfig.dropout, batchnorm=TrainConfig.batchnorm,
                  optimizer=TrainConfig.optimizer, lr=TrainConfig.lr, momentum=TrainConfig.momentum,
-                 nesterov=TrainConfig.nesterov, weight_decay=TrainConfig.weight_decay,
-                 schedule=TrainConfig.schedule, warmup_epochs=TrainConfig.warmup_epochs,
+                 nesterov=TrainConfig.nesterov, weight_decay=TrainConfig.weight_decay, beta1=TrainConfig.beta1,
+                 beta2=TrainConfig.beta2, eps=TrainConfig.eps, schedule=TrainConfig.schedule, warmup_epochs=TrainConfig.warmup_epochs,
                  step_epochs=TrainConfig.step_epochs, gamma=TrainConfig.gamma, clip_norm=TrainConfig.clip_norm,
                  label_smoothing=TrainConfig.label_smoothing, batch_size=TrainConfig.batch_size,
                  epochs=TrainConfig.epochs, random_state=TrainConfig.seed, verbose=False):
@@ -60,6 +60,9 @@ class MLPClassifier:
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
         self.schedule = schedule
         self.warmup_epochs = warmup_epochs
         self.step_epochs = step_epochs

@@ -49,6 +49,9 @@ class TrainConfig:
     momentum: float = _opt(0.9, "SGD momentum (0: plain SGD)")
     nesterov: bool = _opt(False, "Nesterov momentum (SGD)")
     weight_decay: float = _opt(0.0, "weight decay (L2 for SGD and Adam, decoupled for AdamW)")
+    beta1: float = _opt(0.9, "Adam/AdamW: decay of the running mean of the gradient")
+    beta2: float = _opt(0.999, "Adam/AdamW: decay of the running mean of the squared gradient")
+    eps: float = _opt(1e-8, "Adam/AdamW: added to the root of that mean, so no step divides by 0")
     schedule: str = _opt("cosine", "learning-rate schedule", choices=("constant", "step", "cosine"))
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 over this many epochs")
     step_epochs: int = _opt(10, "step schedule: multiply the rate by --gamma every this many epochs")
@@ -69,6 +72,9 @@ class TrainConfig:
             ("lr", math.isfinite(self.lr) and self.lr > 0, "use a finite number above 0, e.g. 0.05"),
             ("momentum", 0.0 <= self.momentum < 1.0, "use a value in [0, 1), e.g. 0.9"),
             ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "use 0 or more"),
+            ("beta1", 0.0 <= self.beta1 < 1.0, "use a value in [0, 1), e.g. 0.9"),
+            ("beta2", 0.0 <= self.beta2 < 1.0, "use a value in [0, 1), e.g. 0.999"),
+            ("eps", math.isfinite(self.eps) and self.eps > 0, "use a small positive number, e.g. 1e-8"),
             ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
             ("step_epochs", self.step_epochs >= 1, "use 1 or more"),
             ("gamma", 0 < self.gamma <= 1, "use a factor in (0, 1]"),
@@ -141,9 +147,8 @@ def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: in
 def build_optimizer(config: TrainConfig):
     if config.optimizer == "sgd":
         return SGD(config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return Adam(config.lr, weight_decay=config.weight_decay)
-    return AdamW(config.lr, weight_decay=config.weight_decay)
+    adam = {"betas": (config.beta1, config.beta2), "eps": config.eps, "weight_decay": config.weight_decay}
+    return (Adam if config.optimizer == "adam" else AdamW)(config.lr, **adam)
 
 
 @dataclass

@@ -66,6 +66,8 @@ def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny
         (["--optimizer", "rmsprop"], "--optimizer"),
         (["--dropout", "1.5"], "--dropout"),
         (["--epochs", "0"], "--epochs"),
+        (["--beta2", "1.5"], "--beta2"),
+        (["--eps", "0"], "--eps"),
         (["--preset", "seed", "--epochs", "1"], "--warmup-epochs"),  # the preset warms up for 1 epoch
         (["--preset", "giant"], "--preset"),
         (["--out", "model.pkl"], ".npz"),

@@ -58,6 +58,13 @@ def test_bad_options_are_refused_by_name(overrides, message):
         make_config("mlp", **overrides)
 
 
+def test_adam_hyperparameters_reach_the_optimizer():
+    from numpynn.train import build_optimizer
+
+    adam = build_optimizer(make_config(optimizer="adamw", beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01))
+    assert (type(adam).__name__, adam.betas, adam.eps, adam.weight_decay) == ("AdamW", (0.8, 0.99), 1e-6, 0.01)
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match="preset = 'huge' is unknown"):
         make_config("huge")
