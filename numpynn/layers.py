@@ -13,7 +13,7 @@ The contract every layer keeps:
 
 Gradients are values: backward never touches params; only an optimizer (optim.py) changes weights.
 
-Left out on purpose: convolutions, layer norm, residual connections, weight sharing, and automatic
+Left out on purpose (convolutions and pooling are in conv.py): layer norm, residual connections, weight sharing, and automatic
 differentiation; every backward here is written by hand and checked by gradcheck.py.
 """
 from __future__ import annotations

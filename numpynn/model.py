@@ -18,6 +18,9 @@ import json
 import numpy as np
 
 from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh, require
+from .conv import CONV_LAYERS
+
+LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 from .losses import softmax
 
 
@@ -98,15 +101,15 @@ class Sequential:
 
     @classmethod
     def from_spec(cls, spec: list[dict], rng: np.random.Generator | None = None) -> Sequential:
-        """A fresh model of this description; rng draws the Dense layers' initial weights (then load a state)."""
+        """A fresh model of this description; rng draws the initial weights (then load a state)."""
         rng = rng if rng is not None else np.random.default_rng(0)
         layers = []
         for layer_spec in spec:
             kind = layer_spec.get("type")
             require(kind in LAYERS, "type", kind, f"use one of {', '.join(LAYERS)}")
             kwargs = {key: value for key, value in layer_spec.items() if key != "type"}
-            if kind == "Dense":
-                kwargs["rng"] = rng  # the only layer that draws its initial values
+            if kind in ("Dense", "Conv2D"):
+                kwargs["rng"] = rng  # the layers that draw their initial values
             layers.append(LAYERS[kind](**kwargs))
         return cls(layers)
 

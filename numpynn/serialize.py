@@ -129,12 +129,14 @@ def _check_architecture(path, spec) -> None:
         raise ModelFileError(f"{path}: the header has no valid architecture (a list of layers)")
     total = 0
     for layer in spec:
-        sizes = [layer.get(key) for key in ("D_in", "D_out", "D") if key in layer]
+        sizes = [layer.get(key) for key in ("D_in", "D_out", "D", "C_in", "C_out", "kernel") if key in layer]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
             raise ModelFileError(f"{path}: the architecture has a non-integer size in {layer}")
         if any(v < 0 for v in sizes):
             raise ModelFileError(f"{path}: the architecture has a negative size in {layer}")
-        total += math.prod(sizes) + sum(sizes)  # a Dense layer's W and b; a BatchNorm's four vectors, roughly
+        if "kernel" in layer:
+            sizes.append(layer["kernel"])  # a Conv2D's W is C_out x C_in x kernel x kernel
+        total += math.prod(sizes) + sum(sizes)  # W and b (Dense, Conv2D); a BatchNorm's four vectors, roughly
     if total > MAX_PARAMETERS:
         raise ModelFileError(
             f"{path}: the architecture asks for {total:,} parameters, more than numpynn's limit of "

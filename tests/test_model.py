@@ -214,7 +214,7 @@ def test_spec_round_trip_and_json():
     assert rebuilt.spec() == model.spec()
     assert rebuilt.param_names() == model.param_names()
     with pytest.raises(ValueError, match="type"):
-        Sequential.from_spec([{"type": "Conv2D"}])
+        Sequential.from_spec([{"type": "Conv3D"}])
 
 
 def test_predict_proba_is_batched_in_eval_mode_and_changes_nothing():

@@ -104,6 +104,7 @@ def test_arrays_must_match_the_architecture(tmp_path, model):
     [
         ([{"type": "Dense", "D_in": 10**6, "D_out": 10**6, "init": "he"}], "limit"),  # 4 TB of weights
         ([{"type": "Dense", "D_in": -5, "D_out": 10, "init": "he"}], "negative"),
+        ([{"type": "Conv2D", "C_in": 4096, "C_out": 4096, "kernel": 9}], "limit"),  # 1.4 billion weights
         ([{"type": "Teleporter"}], "invalid"),
         ("Dense", "no valid architecture"),
         ([], "no valid architecture"),
@@ -122,6 +123,18 @@ def test_missing_file_and_bad_names(tmp_path, model):
         save_model(tmp_path / "model.pkl", model, {})
     with pytest.raises(ModelFileError, match="no such folder"):
         save_model(tmp_path / "no" / "m.npz", model, {})
+
+
+def test_a_convolutional_model_round_trips(tmp_path):
+    from numpynn.conv import Conv2D, Flatten, MaxPool2D
+    from numpynn.layers import Dense, ReLU
+    from numpynn.model import Sequential
+
+    rng = np.random.default_rng(0)
+    model = Sequential([Conv2D(1, 4, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2), Flatten(), Dense(196, 10, rng=rng)])
+    X = rng.random((3, 1, 14, 14), dtype=np.float32)
+    loaded, _ = load_model(save_model(tmp_path / "cnn.npz", model, {}))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
 def test_the_container_is_a_plain_zip_of_npy_files(saved):

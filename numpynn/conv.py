@@ -1,0 +1,213 @@
+"""Convolutional layers: a 2-D convolution, max and average pooling, and the two ways from feature maps to a
+vector (Flatten, GlobalAvgPool). Each keeps the contract of numpynn.layers: forward(X, train) caches what
+backward(dY) needs, backward fills grads and returns dX, and spec() rebuilds the layer.
+
+Layout is NCHW throughout: X is (N, C, H, W), a batch of N images with C channels of H rows and W columns.
+(Where W could mean the width or the kernel weights, the width is written W_in / W_out and W alone is the weights.)
+
+How the convolution works: every k x k window of the (padded) input, across all C_in channels, is laid out as
+one row of a matrix, the columns (im2col); the convolution is then one matrix product with the kernels, one
+kernel per column. Backward takes the same product's gradients, and col2im adds each row's gradient back onto
+the pixels its window covered (windows overlap, so a pixel collects from several).
+
+Left out on purpose: dilation, groups, non-square kernels, per-axis strides or padding, padding modes other than
+zeros, and the fast tricks (FFT, Winograd). Like every layer here, this one is a cross-correlation, as in PyTorch:
+the kernel is not flipped.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .layers import Layer, require
+
+
+def windows(X, k: int, s: int):
+    """Every k x k window of X, stride s, as a view (no copy): (N, C, H_out, W_out, k, k), where
+    window (i, j) starts at row i * s and column j * s. Windows that would run past the edge are dropped."""
+    return sliding_window_view(X, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N, C, H_out, W_out, k, k)
+
+
+def col2im(dwindows, shape, s: int):
+    """The adjoint of windows(): dX (shape) where every pixel gets the sum of the gradients of the window
+    entries that saw it. One vectorised add per kernel offset (u, v): window (i, j)'s entry (u, v) is
+    pixel (i * s + u, j * s + v), so offset (u, v) of all windows covers rows u, u + s, ... and columns v, v + s, ..."""
+    N, C, H_out, W_out, k, _ = dwindows.shape
+    dX = np.zeros(shape, dwindows.dtype)  # (N, C, H, W)
+    for u in range(k):
+        for v in range(k):
+            dX[:, :, u : u + s * H_out : s, v : v + s * W_out : s] += dwindows[:, :, :, :, u, v]
+    return dX
+
+
+def require_images(X, name: str = "X") -> None:
+    """A one-line ValueError unless X is a batch of images, (N, C, H, W)."""
+    require(np.ndim(X) == 4, f"{name}.shape", np.shape(X), "pass images as (N, C, H, W)")
+
+
+def require_int(value, name: str, low: int, fix: str) -> None:
+    require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low, name, value, fix)
+
+
+class Conv2D(Layer):
+    """Z[n, o, i, j] = b[o] + sum over c, u, v of W[o, c, u, v] * Xp[n, c, i*s + u, j*s + v],  Xp = X zero-padded by p.
+    As a product: Z = cols @ W_mat.T + b, with one window per row of cols (N*H_out*W_out, C_in*k*k)
+    and W_mat = W as (C_out, C_in*k*k).
+    Backward:  dW = dZ_mat.T @ cols,  db = sum of dZ over n, i, j,  dX = col2im(dZ_mat @ W_mat), unpadded.
+    X: (N, C_in, H_in, W_in)   W: (C_out, C_in, k, k)   b: (C_out,)   Z: (N, C_out, H_out, W_out)
+    H_out = (H_in + 2p - k) // s + 1, and the same for W_out.
+    init: "he" W ~ N(0, 2 / fan_in), "glorot" W ~ Uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)),
+    with fan_in = C_in*k*k and fan_out = C_out*k*k (what one output, or one input, is connected to); b = 0."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int = 1, padding: int = 0, init: str = "he",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        super().__init__()
+        require_int(C_in, "C_in", 1, "use 1 or more input channels")
+        require_int(C_out, "C_out", 1, "use 1 or more output channels")
+        require_int(kernel, "kernel", 1, "use a kernel size of 1 or more, e.g. 3")
+        require_int(stride, "stride", 1, "use a stride of 1 or more")
+        require_int(padding, "padding", 0, "use 0 or more rows of zero padding, e.g. kernel // 2")
+        require(init in ("he", "glorot"), "init", init, "use one of he, glorot")
+        self.C_in, self.C_out, self.kernel, self.stride, self.padding = C_in, C_out, kernel, stride, padding
+        self.init, self.dtype = init, np.dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel
+        shape = (C_out, C_in, kernel, kernel)
+        if init == "he":
+            W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
+        else:
+            a = np.sqrt(6 / (fan_in + fan_out))
+            W = rng.uniform(-a, a, shape)
+        self.params = {
+            "W": W.astype(self.dtype),  # (C_out, C_in, k, k)
+            "b": np.zeros(C_out, self.dtype),  # (C_out,)
+        }
+
+    def forward(self, X, train=True):
+        require_images(X)
+        W, b = self.params["W"], self.params["b"]
+        k, s, p = self.kernel, self.stride, self.padding
+        N, C_in, H_in, W_in = X.shape
+        require(C_in == self.C_in, "X.shape[1]", C_in, f"this layer takes C_in = {self.C_in} channels")
+        require(k <= min(H_in, W_in) + 2 * p, "kernel", k,
+                f"the kernel must fit in the padded input, {H_in + 2 * p} x {W_in + 2 * p}")
+        Xp = np.pad(X, ((0, 0), (0, 0), (p, p), (p, p)))  # (N, C_in, H_in + 2p, W_in + 2p)
+        H_out = (H_in + 2 * p - k) // s + 1  # window starts 0, s, 2s, ... while the window still fits
+        W_out = (W_in + 2 * p - k) // s + 1
+        # im2col: the one copy of the windows, one row per output pixel, ordered (c, u, v) like W's last axes.
+        cols = windows(Xp, k, s).transpose(0, 2, 3, 1, 4, 5).reshape(N * H_out * W_out, C_in * k * k)
+        W_mat = W.reshape(self.C_out, C_in * k * k)  # (C_out, C_in*k*k)
+        Z = cols @ W_mat.T + b  # (N*H_out*W_out, C_out)
+        if train:
+            self.cols, self.X_shape = cols, X.shape  # kept for dW and for dX's shape
+        return Z.reshape(N, H_out, W_out, self.C_out).transpose(0, 3, 1, 2)  # (N, C_out, H_out, W_out)
+
+    def backward(self, dZ):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
+        W = self.params["W"]
+        k, s, p = self.kernel, self.stride, self.padding
+        N, C_in, H_in, W_in = self.X_shape
+        _, C_out, H_out, W_out = dZ.shape
+        dZ_mat = dZ.transpose(0, 2, 3, 1).reshape(N * H_out * W_out, C_out)  # (N*H_out*W_out, C_out), rows as cols'
+        W_mat = W.reshape(C_out, C_in * k * k)  # (C_out, C_in*k*k)
+        self.grads = {
+            "W": (dZ_mat.T @ self.cols).reshape(W.shape),  # (C_out, C_in, k, k)  summed over every window
+            "b": dZ.sum(axis=(0, 2, 3)),  # (C_out,)  each b[o] is added to all of map o
+        }
+        dcols = dZ_mat @ W_mat  # (N*H_out*W_out, C_in*k*k)  dL/d(each window entry)
+        dwindows = dcols.reshape(N, H_out, W_out, C_in, k, k)  # (N, H_out, W_out, C_in, k, k)
+        dwindows = dwindows.transpose(0, 3, 1, 2, 4, 5)  # (N, C_in, H_out, W_out, k, k)  windows()'s layout
+        dXp = col2im(dwindows, (N, C_in, H_in + 2 * p, W_in + 2 * p), s)  # (N, C_in, H_in + 2p, W_in + 2p)
+        return dXp[:, :, p : p + H_in, p : p + W_in]  # (N, C_in, H_in, W_in)  the padding's gradient is dropped
+
+    def spec(self):
+        return {"type": "Conv2D", "C_in": self.C_in, "C_out": self.C_out, "kernel": self.kernel,
+                "stride": self.stride, "padding": self.padding, "init": self.init, "dtype": self.dtype.name}
+
+
+class Pool2D(Layer):
+    """What MaxPool2D and AvgPool2D share: a size x size window moved by stride (default: size, so windows
+    tile the image without overlap). H_out = (H_in - size) // stride + 1; rows and columns left over are dropped."""
+
+    def __init__(self, size: int = 2, stride: int | None = None):
+        super().__init__()
+        require_int(size, "size", 1, "use a window size of 1 or more, e.g. 2")
+        stride = size if stride is None else stride
+        require_int(stride, "stride", 1, "use a stride of 1 or more, or None for stride = size")
+        self.size, self.stride = size, stride
+
+    def windows(self, X):
+        require_images(X)
+        require(self.size <= min(X.shape[2:]), "size", self.size, f"the window must fit in the input, {X.shape[2:]}")
+        return windows(X, self.size, self.stride)  # (N, C, H_out, W_out, size, size)  a view
+
+    def spec(self):
+        return {"type": type(self).__name__, "size": self.size, "stride": self.stride}
+
+
+class MaxPool2D(Pool2D):
+    """Y[n, c, i, j] = max of X over window (i, j).   Backward: the whole of dY[n, c, i, j] goes to the window's
+    largest entry (the first one, in row-major order, if several tie) and the rest get 0; a pixel in several
+    windows (stride < size) sums what it receives.
+    X: (N, C, H_in, W_in)   Y: (N, C, H_out, W_out)"""
+
+    def forward(self, X, train=True):
+        V = self.windows(X)  # (N, C, H_out, W_out, size, size)  a view
+        V = V.reshape(V.shape[:4] + (self.size**2,))  # (N, C, H_out, W_out, size*size)  a copy: each window a row
+        m = V.argmax(axis=-1)  # (N, C, H_out, W_out)  argmax takes the first of equal maxima: ties go to one entry
+        if train:
+            self.m, self.X_shape = m, X.shape
+        return np.take_along_axis(V, m[..., None], axis=-1)[..., 0]  # (N, C, H_out, W_out)
+
+    def backward(self, dY):  # (N, C, H_out, W_out)
+        size = self.size
+        dV = np.zeros(dY.shape + (size * size,), dY.dtype)  # (N, C, H_out, W_out, size*size)
+        np.put_along_axis(dV, self.m[..., None], dY[..., None], axis=-1)  # dY lands on each window's argmax
+        return col2im(dV.reshape(dY.shape + (size, size)), self.X_shape, self.stride)  # (N, C, H_in, W_in)
+
+
+class AvgPool2D(Pool2D):
+    """Y[n, c, i, j] = mean of X over window (i, j).   Backward: each of the window's size*size entries gets
+    dY[n, c, i, j] / size**2, summed where windows overlap.
+    X: (N, C, H_in, W_in)   Y: (N, C, H_out, W_out)"""
+
+    def forward(self, X, train=True):
+        V = self.windows(X)  # (N, C, H_out, W_out, size, size)
+        if train:
+            self.X_shape = X.shape
+        return V.mean(axis=(-2, -1))  # (N, C, H_out, W_out)
+
+    def backward(self, dY):  # (N, C, H_out, W_out)
+        size = self.size
+        dV = np.broadcast_to(dY[..., None, None] / size**2, dY.shape + (size, size))  # (N, C, H_out, W_out, size, size)
+        return col2im(dV, self.X_shape, self.stride)  # (N, C, H_in, W_in)
+
+
+class Flatten(Layer):
+    """Y = X with each image's C*H*W values in one row (C-order).   Backward: dX = dY with X's shape again.
+    X: (N, C, H, W)   Y: (N, C*H*W)"""
+
+    def forward(self, X, train=True):
+        if train:
+            self.X_shape = X.shape
+        return X.reshape(X.shape[0], -1)  # (N, C*H*W)
+
+    def backward(self, dY):  # (N, C*H*W)
+        return dY.reshape(self.X_shape)  # (N, C, H, W)
+
+
+class GlobalAvgPool(Layer):
+    """Y[n, c] = mean of X[n, c] over all H*W positions.   Backward: dX[n, c, h, w] = dY[n, c] / (H*W)
+    X: (N, C, H, W)   Y: (N, C)"""
+
+    def forward(self, X, train=True):
+        require_images(X)
+        if train:
+            self.X_shape = X.shape
+        return X.mean(axis=(2, 3))  # (N, C)
+
+    def backward(self, dY):  # (N, C)
+        N, C, H, W = self.X_shape
+        return np.broadcast_to(dY[:, :, None, None] / (H * W), self.X_shape).copy()  # (N, C, H, W)  a real array
+
+
+CONV_LAYERS: dict[str, type] = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Flatten, GlobalAvgPool)}
