@@ -222,7 +222,10 @@ def cmd_train(args) -> int:
             raise UsageError(f"--resume {args.resume}: a model file, not a checkpoint (use the .ckpt.npz file)")
         run = Run.resume(arrays, header, epochs=getattr(args, "epochs", None))
     else:
-        run = Run.start(_train_config(args))
+        try:
+            run = Run.start(_train_config(args))
+        except ValueError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
+            raise UsageError(str(error)) from None
     config = run.config
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)

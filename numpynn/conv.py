@@ -195,6 +195,30 @@ class Flatten(Layer):
         return dY.reshape(self.X_shape)  # (N, C, H, W)
 
 
+class Unflatten(Layer):
+    """Y = each row of X as an image of `shape` = (C, H, W): how an MNIST row of 784 pixels becomes (1, 28, 28)
+    for the convolutions, so a CNN takes the same (N, 784) input as every other model.
+    Backward: dX = dY as rows again.   X: (N, C*H*W)   Y: (N, C, H, W)"""
+
+    def __init__(self, shape=(1, 28, 28)):
+        super().__init__()
+        shape = tuple(shape)
+        require(len(shape) == 3 and all(isinstance(n, int) and n >= 1 for n in shape), "shape", shape,
+                "give (C, H, W), three sizes of 1 or more, e.g. (1, 28, 28)")
+        self.shape = shape
+
+    def forward(self, X, train=True):
+        require(X.ndim == 2 and X.shape[1] == np.prod(self.shape), "X.shape", X.shape,
+                f"give rows of {int(np.prod(self.shape))} values, one image of {self.shape} per row")
+        return X.reshape(X.shape[0], *self.shape)  # (N, C, H, W)
+
+    def backward(self, dY):  # (N, C, H, W)
+        return dY.reshape(dY.shape[0], -1)  # (N, C*H*W)
+
+    def spec(self):
+        return {"type": "Unflatten", "shape": list(self.shape)}
+
+
 class GlobalAvgPool(Layer):
     """Y[n, c] = mean of X[n, c] over all H*W positions.   Backward: dX[n, c, h, w] = dY[n, c] / (H*W)
     X: (N, C, H, W)   Y: (N, C)"""
@@ -210,4 +234,6 @@ class GlobalAvgPool(Layer):
         return np.broadcast_to(dY[:, :, None, None] / (H * W), self.X_shape).copy()  # (N, C, H, W)  a real array
 
 
-CONV_LAYERS: dict[str, type] = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Flatten, GlobalAvgPool)}
+CONV_LAYERS: dict[str, type] = {
+    cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Flatten, Unflatten, GlobalAvgPool)
+}

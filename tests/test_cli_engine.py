@@ -67,6 +67,8 @@ def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny
         (["--dropout", "1.5"], "--dropout"),
         (["--epochs", "0"], "--epochs"),
         (["--beta2", "1.5"], "--beta2"),
+        (["--architecture", "cnn", "--init", "seed"], "init"),
+        (["--channels", "0"], "--channels"),
         (["--eps", "0"], "--eps"),
         (["--preset", "seed", "--epochs", "1"], "--warmup-epochs"),  # the preset warms up for 1 epoch
         (["--preset", "giant"], "--preset"),
@@ -88,6 +90,21 @@ def test_a_bad_toml_file_is_refused(tmp_path, tiny_mnist, capsys):
     assert "not a valid TOML" in run(capsys, "train", "--config", tmp_path / "bad.toml")[2]
     code, _, err = run(capsys, "train", "--data", tiny_mnist, "--config", tmp_path / "typo.toml")
     assert code == 2 and "learning_rate is not a training option" in err
+
+
+def test_a_cnn_trains_saves_and_predicts_like_an_mlp(tmp_path, tiny_mnist, capsys):
+    model = tmp_path / "cnn.npz"
+    code, out, err = run(capsys, "train", "--data", tiny_mnist, "--preset", "cnn", "--channels", "2,4",
+                         "--hidden", "8", "--epochs", "2", "--batch-size", "16", "--dev-size", "20", "--quiet",
+                         "--out", model, "--json")
+    assert code == 0, err
+    assert 0 <= json.loads(out.splitlines()[-1])["test_accuracy"] <= 1
+    code, out, _ = run(capsys, "info", model)
+    assert code == 0 and "Unflatten(shape=[1, 28, 28]) -> Conv2D(" in out and "MaxPool2D" in out
+    code, out, err = run(capsys, "evaluate", model, "--data", tiny_mnist, "--json")
+    assert code == 0 and np.array(json.loads(out)["confusion"]).sum() == 40, err
+    code, out, err = run(capsys, "predict", model, digit_picture(tmp_path / "seven.png"), "--json")
+    assert code == 0 and len(json.loads(out)[0]["probabilities"]) == 10, err
 
 
 def test_evaluate_prints_scores_and_json(trained, tiny_mnist, capsys):

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from numpynn.conv import CONV_LAYERS, AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D
+from numpynn.conv import CONV_LAYERS, AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D, Unflatten
 from numpynn.gradcheck import check_layer
 from numpynn.layers import Dense, ReLU
 from numpynn.losses import softmax_cross_entropy
@@ -185,7 +185,7 @@ def test_bad_arguments_name_the_parameter(make, name):
 
 def test_every_layer_is_registered_and_its_spec_rebuilds_it():
     layers = [Conv2D(3, 4, 5, stride=2, padding=1, init="glorot", dtype=np.float64), MaxPool2D(3, stride=2),
-              AvgPool2D(2), Flatten(), GlobalAvgPool()]
+              AvgPool2D(2), Flatten(), Unflatten((2, 3, 4)), GlobalAvgPool()]
     assert set(CONV_LAYERS) == {type(layer).__name__ for layer in layers}
     for layer in layers:
         spec = json.loads(json.dumps(layer.spec()))  # JSON-able
@@ -219,3 +219,15 @@ def test_a_small_conv_net_learns_a_fixed_batch():
         opt.step(model.params(), model.grads())
         losses.append(loss)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_unflatten_turns_rows_into_images_and_back():
+    layer = Unflatten((2, 3, 4))
+    X = np.random.default_rng(0).standard_normal((5, 24))
+    Y = layer.forward(X)
+    assert Y.shape == (5, 2, 3, 4) and Y[1, 1, 2, 3] == X[1, 12 + 2 * 4 + 3]
+    assert check_layer(Unflatten((2, 3, 4)), X)["X"] < 1e-7
+    with pytest.raises(ValueError, match="X.shape"):
+        layer.forward(np.zeros((5, 25)))
+    with pytest.raises(ValueError, match="shape"):
+        Unflatten((28, 28))
