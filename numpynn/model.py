@@ -35,6 +35,15 @@ class Sequential:
             X = layer.forward(X, train)
         return X
 
+    def activations(self, X) -> list[np.ndarray]:
+        """Every layer's output in inference mode, in order: [layer_1(X), layer_2(layer_1(X)), ...]; the last is
+        the logits. What a report or a web page shows of the inside of the network."""
+        outputs = []
+        for layer in self.layers:
+            X = layer.forward(X, train=False)
+            outputs.append(X)
+        return outputs
+
     def backward(self, dY, need_dX=True):
         """Fills every layer's grads. Returns dL/dX, or None with need_dX=False: training has no use for
         the input's gradient, and a first Dense layer then skips its largest product."""

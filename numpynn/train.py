@@ -286,14 +286,19 @@ class Run:
                    best_accuracy=float(trainer["best_accuracy"]))
 
 
-def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> History:
+def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=None, on_epoch=None,
+        should_stop=None) -> History:
     """Train `run` for its remaining epochs on `splits`: X_train (N, D) float32, y_train (N,) int64 in [0, K),
     and X_dev, y_dev alike (or None: then there is no dev score, and no early stopping).
 
     checkpoint: a path; after every epoch the whole Run is written there (atomically).
     progress:   a factory `progress(epoch, n_batches)` giving a bar with update(n), set_postfix(dict), close()
                 (tqdm's interface); None shows nothing.
-    log:        a function taking one line of text per epoch, or None."""
+    log:        a function taking one line of text per epoch, or None.
+    on_batch:   called as on_batch(run, loss, accuracy) after every optimizer step (the batch's own numbers).
+    on_epoch:   called as on_epoch(run, row) after every epoch, once its History row exists (plots, live pages).
+    should_stop: a function of no arguments, asked after every batch; True stops the run as Ctrl-C does
+                (how another thread, such as a web server's, stops a run it started)."""
     config, model, optimizer = run.config, run.model, run.optimizer
     X, y = splits.X_train, splits.y_train
     K = model.layers[-1].D_out
@@ -331,7 +336,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
                 optimizer.step(params, grads, lr)
                 run.step += 1
                 loss_sum += loss * len(batch)
-                correct += int((Z.argmax(axis=1) == y[batch]).sum())
+                hits = int((Z.argmax(axis=1) == y[batch]).sum())
+                correct += hits
                 seen += len(batch)
                 if bar:
                     bar.update(1)
@@ -339,6 +345,10 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
                         rate = seen / max(time.perf_counter() - started, 1e-9)
                         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                                         img_s=f"{rate:,.0f}", refresh=False)
+                if on_batch:
+                    on_batch(run, loss, hits / len(batch))
+                if should_stop is not None and should_stop():
+                    interrupt["stop"] = True
                 if interrupt["stop"]:
                     break
             if bar:
@@ -365,6 +375,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None) -> Histor
                 run.best_state = copy.deepcopy(model.state_dict()) if config.patience else None
             if log:
                 log(_epoch_line(row, config.epochs))
+            if on_epoch:
+                on_epoch(run, row)
             stop_early = has_dev and config.patience and run.epoch - run.history.best_epoch >= config.patience
             if stop_early or run.epoch == config.epochs:
                 run.history.stopped = "early stopping" if stop_early else "completed"

@@ -251,3 +251,12 @@ def test_sequential_takes_any_list_of_layers():
 def test_bad_hyperparameters_raise_a_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+def test_activations_are_each_layers_inference_output():
+    model = mlp([6, 5, 4, 3], rng=np.random.default_rng(1))
+    X = np.random.default_rng(2).standard_normal((7, 6)).astype(np.float32)
+    outputs = model.activations(X)
+    assert [a.shape for a in outputs] == [(7, 5), (7, 5), (7, 4), (7, 4), (7, 3)]
+    assert np.array_equal(outputs[-1], model.forward(X, train=False))
+    assert np.array_equal(outputs[1], np.maximum(outputs[0], 0))

@@ -158,3 +158,19 @@ def test_extending_a_finished_run_equals_the_longer_run_when_the_schedule_does_n
     fit(resumed, data)
     for p, q in zip(straight.model.params(), resumed.model.params()):
         np.testing.assert_array_equal(p, q)
+
+
+def test_callbacks_see_every_batch_and_epoch_and_should_stop_ends_the_run():
+    data = blobs()
+    batches, epochs = [], []
+    run, history = train(make_config(**SMALL), data, on_batch=lambda r, loss, acc: batches.append((r.step, loss, acc)),
+                         on_epoch=lambda r, row: epochs.append(row))
+    assert [b[0] for b in batches] == list(range(1, run.step + 1))
+    assert all(0 <= acc <= 1 and np.isfinite(loss) for _, loss, acc in batches)
+    assert epochs == history.epochs
+    # A stop request after the 5th step ends the run there, as Ctrl-C would.
+    stopper = []
+    run, history = train(make_config(**SMALL), data, should_stop=lambda: len(stopper) >= 5,
+                         on_batch=lambda r, loss, acc: stopper.append(1))
+    assert run.step == 5 and history.stopped == "interrupted" and history.epochs == []
+
