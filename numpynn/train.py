@@ -43,6 +43,8 @@ class TrainConfig:
     architecture: str = _opt("mlp", "mlp: dense layers only; cnn: 5x5 convolution + 2x2 max-pool blocks "
                              "of --channels widths first (images must be square)", choices=("mlp", "cnn"))
     channels: tuple[int, ...] = _opt((32, 64), "cnn: channels of each convolution block, comma-separated")
+    padding: str = _opt("valid", "cnn: valid: no padding, each 5x5 convolution trims 2 pixels per side; "
+                        "same: 2 rows of zeros around the image, so it keeps its size", choices=("valid", "same"))
     hidden: tuple[int, ...] = _opt((800,), "hidden (dense) layer widths, comma-separated, e.g. 256,128")
     activation: str = _opt("relu", "hidden activation", choices=("relu", "leaky_relu", "sigmoid", "tanh"))
     init: str = _opt("he", "weight initialisation", choices=("he", "glorot", "seed"))
@@ -152,16 +154,23 @@ def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: in
     if config.architecture == "mlp":
         return mlp([D, *config.hidden, K], activation=config.activation, init=config.init,
                    dropout=config.dropout, batchnorm=config.batchnorm, rng=rng)
-    # cnn: rows of D pixels become (1, side, side) images; each block keeps the size (padding 2) and halves it
+    # cnn: rows of D pixels become (1, side, side) images; each block is a 5x5 convolution (which keeps the
+    # size with padding 2, or trims 4 pixels without), the activation, and a 2x2 max-pool that halves the size.
     side = math.isqrt(D)
-    if side * side != D or side >> len(config.channels) < 1:
-        raise ValueError(f"architecture = 'cnn' needs square images that survive {len(config.channels)} "
-                         f"halvings; {D} inputs are not (use --architecture mlp)")
+    padding = 2 if config.padding == "same" else 0
+    sides = [side]
+    for _ in config.channels:
+        sides.append((sides[-1] + 2 * padding - 4) // 2)
+    if side * side != D or min(sides) < 1:
+        raise ValueError(f"architecture = 'cnn' needs square images that survive {len(config.channels)} blocks of "
+                         f"a 5x5 convolution ({config.padding}) and a 2x2 pool; {D} inputs are not (use fewer "
+                         f"--channels, --padding same, or --architecture mlp)")
     layers, C = [Unflatten((1, side, side))], 1
     for C_out in config.channels:
-        layers += [Conv2D(C, C_out, 5, padding=2, init=config.init, rng=rng), ACTIVATIONS[config.activation](),
-                   MaxPool2D(2)]
-        C, side = C_out, side // 2
+        layers += [Conv2D(C, C_out, 5, padding=padding, init=config.init, rng=rng),
+                   ACTIVATIONS[config.activation](), MaxPool2D(2)]
+        C = C_out
+    side = sides[-1]
     head = mlp([C * side * side, *config.hidden, K], activation=config.activation, init=config.init,
                dropout=config.dropout, batchnorm=config.batchnorm, rng=rng)
     return Sequential(layers + [Flatten()] + head.layers)
