@@ -124,13 +124,14 @@ class Sequential:
             layers.append(LAYERS[kind](**kwargs))
         return cls(layers)
 
-    def predict_proba(self, X, batch_size: int = 1000):
-        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded (a CNN's columns grow with
+        the batch: about 50 MB for 256 images in the cnn preset).  (N, K)"""
         require(batch_size >= 1, "batch_size", batch_size, "use 1 or more")
         starts = range(0, max(len(X), 1), batch_size)  # an empty X still runs one (empty) batch, giving (0, K)
         return np.concatenate([softmax(self.forward(X[s : s + batch_size], train=False)) for s in starts])
 
-    def predict(self, X, batch_size: int = 1000):
+    def predict(self, X, batch_size: int = 256):
         """The most probable class of each image.  (N,)"""
         return self.predict_proba(X, batch_size).argmax(axis=1)
 

@@ -200,7 +200,7 @@ class TrainingDiverged(RuntimeError):
     """The loss or a weight became NaN or infinite."""
 
 
-def evaluate(model: Sequential, X, y, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(model: Sequential, X, y, batch_size: int = 256) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in inference mode, in batches to bound memory."""
     K = model.layers[-1].D_out
     loss_sum, correct = 0.0, 0
