@@ -41,12 +41,15 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 256,128") from None
 
 
-def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_given: bool = False) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_given: bool = False,
+                        names=None) -> None:
     """One --flag per field of a config dataclass, typed and documented by the field itself.
 
     With only_if_given, a flag the user did not type leaves no attribute at all, so a preset or a config
-    file can fill it in; the help still shows the class's default."""
+    file can fill it in; the help still shows the class's default. names: only these fields (default: all)."""
     for f in dataclasses.fields(config_cls):
+        if names is not None and f.name not in names:
+            continue
         kind = type(f.default)
         options = {"help": f"{f.metadata.get('help', '')} (default: {_show(f.default)})"}
         if kind is bool:
@@ -136,6 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="MODEL")
     info.add_argument("--json", action="store_true", help="print the header as JSON")
     info.set_defaults(run=cmd_info)
+
+    preview = commands.add_parser(
+        "augment-preview",
+        help="write a PNG grid of training digits and augmented versions of them: what training sees",
+        description="Write a PNG grid: the top row holds training digits as they are, each row below a fresh "
+        "random augmentation of them, drawn as `numpynn train --augment` draws it for every batch.",
+    )
+    preview.add_argument("--augment", choices=("affine", "elastic"),
+                         help="which augmentation (default: the preset's, or affine if it has none)")
+    _add_config_options(preview, TrainConfig, only_if_given=True, names=("preset", *AUGMENT_PARAMETERS))
+    preview.add_argument("--n", type=int, default=8, metavar="N", help="digits, one per column (default: 8)")
+    preview.add_argument("--rows", type=int, default=5, metavar="N", help="rows of augmented versions (default: 5)")
+    preview.add_argument("--seed", type=int, default=0, metavar="N",
+                         help="picks the digits and draws the augmentations (default: 0)")
+    preview.add_argument("--out", metavar="FILE.png", default="augment.png", help="the picture to write "
+                         "(default: augment.png)")
+    _add_data_options(preview)
+    preview.set_defaults(run=cmd_augment_preview)
     return parser
 
 
@@ -367,6 +388,68 @@ def cmd_info(args) -> int:
         if key in header:
             print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in header[key].items()))
     return 0
+
+
+AUGMENT_PARAMETERS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("augment_"))
+SCALE, GAP = 3, 2  # augment-preview: each pixel a 3 x 3 square, 2 grey pixels (before scaling) between digits
+
+
+def cmd_augment_preview(args) -> int:
+    import pathlib
+
+    import numpy as np
+
+    from .data import load_raw
+    from .images import to_png
+    from .train import augmenter, make_config
+
+    out = pathlib.Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: the picture is a PNG; give a name ending in .png")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: {out.parent}: no such folder; create it or choose another path")
+    for flag, value, most in (("--n", args.n, 100), ("--rows", args.rows, 20)):
+        if not 1 <= value <= most:
+            raise UsageError(f"{flag} = {value} is out of range: use 1 to {most}")
+    if args.seed < 0:
+        raise UsageError(f"--seed = {args.seed} is out of range: use 0 or more")
+    given = {name: getattr(args, name) for name in AUGMENT_PARAMETERS if hasattr(args, name)}
+    try:
+        config = make_config(getattr(args, "preset", "mlp"), **given)
+    except ValueError as error:  # "augment_shift = -1.0 is out of range: ..."
+        name, _, rest = str(error).partition(" ")
+        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+    kind = args.augment or (config.augment if config.augment != "none" else "affine")
+    config = dataclasses.replace(config, augment=kind)
+
+    x_train = load_raw(args.dataset, args.data, progress=False)[0]      # (60000, 28, 28) uint8
+    rng = np.random.default_rng([args.seed, 3])
+    pick = rng.choice(len(x_train), size=min(args.n, len(x_train)), replace=False)
+    X = x_train[pick].reshape(len(pick), -1).astype(np.float32) / 255   # (n, 784), as training sees them
+    transform = augmenter(config)
+    rows = [X] + [transform(X, rng) for _ in range(args.rows)]          # each (n, 784)
+
+    side = x_train.shape[1]
+    cell = side + GAP
+    grid = np.full((len(rows) * cell + GAP, len(pick) * cell + GAP), 0.3, np.float32)   # grey lines between
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row.reshape(-1, side, side)):
+            grid[GAP + r * cell : (r + 1) * cell, GAP + c * cell : (c + 1) * cell] = image
+    grid[cell : cell + GAP] = 1.0                                       # a white line under the originals
+    try:
+        to_png(grid, out, scale=SCALE)
+    except OSError as error:
+        raise CommandError(f"--out {out}: cannot write it ({error.strerror or error})") from None
+    names = [name for name in AUGMENT_PARAMETERS if _applies(name, kind)]
+    settings = ", ".join(f"{name.removeprefix('augment_')} {getattr(config, name):g}" for name in names)
+    print(f"{out}: {len(pick)} training digits (top row) and {args.rows} rows of {kind} augmentations of them "
+          f"({settings})")
+    return 0
+
+
+def _applies(name: str, kind: str) -> bool:
+    """Whether TrainConfig's augmentation parameter `name` belongs to augmentation `kind`."""
+    return (name in ("augment_alpha", "augment_sigma")) == (kind == "elastic")
 
 
 def _describe(layer: dict) -> str:

@@ -1,9 +1,9 @@
 """Training: one config dataclass with every default, the mini-batch loop, and its History.
 
 The loop is the whole story of training in one function, `fit`: shuffle with a seeded generator, cut into
-mini-batches, forward, loss, backward, optimizer step; evaluate the dev set after every epoch; keep the best
-weights for early stopping; stop with a clear message if the loss or a weight stops being finite; write a
-checkpoint after every epoch, from which `fit` can resume bit for bit.
+mini-batches, augment them if asked, forward, loss, backward, optimizer step; evaluate the dev set after every
+epoch; keep the best weights for early stopping; stop with a clear message if the loss or a weight stops being
+finite; write a checkpoint after every epoch, from which `fit` can resume bit for bit.
 
 What it leaves out: parsing flags and printing (cli.py), the file format (serialize.py), the math (layers,
 losses, optim, model). Paths arrive as arguments.
@@ -11,6 +11,7 @@ losses, optim, model). Paths arrive as arguments.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import signal
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from . import serialize
+from .augment import affine, elastic
 from .losses import softmax_cross_entropy
 from .conv import Conv2D, Flatten, MaxPool2D, Unflatten
 from .model import ACTIVATIONS, Sequential, mlp
@@ -67,8 +69,20 @@ class TrainConfig:
     batch_size: int = _opt(128, "images per mini-batch")
     epochs: int = _opt(20, "passes over the training set")
     patience: int = _opt(0, "early stopping: stop after this many epochs without a better dev accuracy (0: off)")
-    seed: int = _opt(0, "seeds the split, the initial weights, the shuffling and dropout")
+    seed: int = _opt(0, "seeds the split, the initial weights, the shuffling, dropout and augmentation")
     dev_size: int = _opt(10_000, "training images held out as the dev set")
+    # Augmentation (augment.py): each training batch is transformed afresh; the dev and test sets never are.
+    augment: str = _opt("none", "transform each training batch on the fly: affine (shift, rotation, scale, "
+                        "shear) or elastic (Simard et al. 2003); images must be square",
+                        choices=("none", "affine", "elastic"))
+    augment_shift: float = _opt(2.0, "affine: largest shift, pixels, drawn uniformly in [-X, X] on each axis")
+    augment_rotation: float = _opt(12.0, "affine: largest rotation, degrees, drawn uniformly in [-X, X]")
+    augment_scale: float = _opt(0.1, "affine: largest change of size, a fraction: 0.1 draws sizes 0.9 to 1.1 times")
+    augment_shear: float = _opt(10.0, "affine: largest shear (slant), degrees, drawn uniformly in [-X, X]")
+    augment_alpha: float = _opt(34.0, "elastic: strength of the displacement field (Simard's alpha; 34 "
+                                "moves a typical pixel about 1.4 pixels)")
+    augment_sigma: float = _opt(4.0, "elastic: std, pixels, of the Gaussian that smooths the field (Simard's "
+                                "sigma; smaller is rougher)")
 
     def __post_init__(self):
         rules = [  # (field, is it in range, how to fix it)
@@ -93,6 +107,16 @@ class TrainConfig:
             ("patience", self.patience >= 0, "use 0 (off) or more"),
             ("seed", self.seed >= 0, "use 0 or more"),
             ("dev_size", self.dev_size >= 1, "use 1 or more (and fewer than the training images)"),
+            ("augment", self.augment in ("none", "affine", "elastic"), "use none, affine or elastic"),
+            ("augment_shift", math.isfinite(self.augment_shift) and self.augment_shift >= 0,
+             "use 0 (none) or more pixels, e.g. 2"),
+            ("augment_rotation", 0 <= self.augment_rotation <= 180, "use 0 to 180 degrees, e.g. 12"),
+            ("augment_scale", 0 <= self.augment_scale < 1, "use a fraction in [0, 1), e.g. 0.1"),
+            ("augment_shear", 0 <= self.augment_shear <= 60, "use 0 to 60 degrees, e.g. 10"),
+            ("augment_alpha", math.isfinite(self.augment_alpha) and self.augment_alpha >= 0,
+             "use 0 (none) or more, e.g. 34"),
+            ("augment_sigma", math.isfinite(self.augment_sigma) and self.augment_sigma > 0,
+             "use a standard deviation above 0 pixels, e.g. 4"),
         ]
         for name, ok, fix in rules:
             if not ok:
@@ -185,8 +209,8 @@ def build_optimizer(config: TrainConfig):
 
 @dataclass
 class History:
-    """One row per finished epoch: train loss and accuracy (means over the epoch's batches), dev loss and
-    accuracy (after the epoch), the learning rate at its end, and the seconds it took."""
+    """One row per finished epoch: train loss and accuracy (means over the epoch's batches, as augmented if
+    augmenting), dev loss and accuracy (after the epoch), the learning rate at its end, and the seconds it took."""
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0  # 1-based epoch whose weights the model holds at the end (0: none yet)
@@ -242,6 +266,7 @@ class Run:
     optimizer: object
     config: TrainConfig
     rng: np.random.Generator  # shuffles the training set, one permutation per epoch
+    augment_rng: np.random.Generator  # draws every batch's augmentation (config.augment)
     epoch: int = 0  # epochs finished
     step: int = 0  # optimizer steps taken
     history: History = field(default_factory=History)
@@ -250,11 +275,14 @@ class Run:
 
     @classmethod
     def start(cls, config: TrainConfig, D: int = D, K: int = K) -> "Run":
-        # One seed, separate streams: the split uses default_rng(seed) itself (data.load_mnist), the weights
-        # and the shuffling each get their own, so none of them echoes another.
+        # One seed, separate streams: the split uses default_rng(seed) itself (data.load_mnist), the weights,
+        # the shuffling and the augmentation each get their own, so none of them echoes another.
+        if config.augment != "none" and math.isqrt(D) ** 2 != D:
+            raise ValueError(f"augment = {config.augment!r} needs square images; {D} inputs are not "
+                             "(use --augment none)")
         model = build_model(config, np.random.default_rng([config.seed, 1]), D, K)
         rng = np.random.default_rng([config.seed, 2])
-        return cls(model, build_optimizer(config), config, rng)
+        return cls(model, build_optimizer(config), config, rng, np.random.default_rng([config.seed, 3]))
 
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
         arrays = serialize.join("model", self.model.state_dict())
@@ -272,6 +300,7 @@ class Run:
                 "epoch": self.epoch,
                 "step": self.step,
                 "rng": self.rng.bit_generator.state,
+                "augment_rng": self.augment_rng.bit_generator.state,
                 "history": asdict(self.history),
                 "best_accuracy": self.best_accuracy,
             },
@@ -288,17 +317,31 @@ class Run:
         optimizer = build_optimizer(config)
         optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
         trainer = header["trainer"]
-        rng = np.random.default_rng()
+        rng, augment_rng = np.random.default_rng(), np.random.default_rng([config.seed, 3])
         rng.bit_generator.state = trainer["rng"]
-        return cls(model, optimizer, config, rng, epoch=int(trainer["epoch"]), step=int(trainer["step"]),
-                   history=History(**trainer["history"]), best_state=serialize.split(arrays, "best") or None,
-                   best_accuracy=float(trainer["best_accuracy"]))
+        if "augment_rng" in trainer:  # checkpoints from before augmentation have none, and did not augment
+            augment_rng.bit_generator.state = trainer["augment_rng"]
+        return cls(model, optimizer, config, rng, augment_rng, epoch=int(trainer["epoch"]),
+                   step=int(trainer["step"]), history=History(**trainer["history"]),
+                   best_state=serialize.split(arrays, "best") or None, best_accuracy=float(trainer["best_accuracy"]))
+
+
+def augmenter(config: TrainConfig):
+    """The config's augmentation as a function (X, rng) -> X' (see augment.py), or None when it has none."""
+    if config.augment == "affine":
+        return functools.partial(affine, shift=config.augment_shift, rotation=config.augment_rotation,
+                                 scale=config.augment_scale, shear=config.augment_shear)
+    if config.augment == "elastic":
+        return functools.partial(elastic, alpha=config.augment_alpha, sigma=config.augment_sigma)
+    return None
 
 
 def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=None, on_epoch=None,
         should_stop=None) -> History:
     """Train `run` for its remaining epochs on `splits`: X_train (N, D) float32, y_train (N,) int64 in [0, K),
-    and X_dev, y_dev alike (or None: then there is no dev score, and no early stopping).
+    and X_dev, y_dev alike (or None: then there is no dev score, and no early stopping). With config.augment,
+    each training batch is transformed afresh (augment.py, drawing from run.augment_rng) before the forward
+    pass; the dev set is scored as it is.
 
     checkpoint: a path; after every epoch the whole Run is written there (atomically).
     progress:   a factory `progress(epoch, n_batches)` giving a bar with update(n), set_postfix(dict), close()
@@ -323,6 +366,7 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
         gamma=config.gamma,
     )
     params = model.params()
+    transform = augmenter(config)
     # A diverging run overflows somewhere before the checks below catch it; they report it in one clear
     # line, so NumPy's overflow warnings would only be noise in front of it.
     with _deferred_interrupt() as interrupt, np.errstate(over="ignore", invalid="ignore"):
@@ -333,7 +377,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
             loss_sum = correct = seen = 0
             for start in range(0, N, config.batch_size):
                 batch = order[start : start + config.batch_size]
-                Z = model.forward(X[batch], train=True)  # (B, K)
+                X_batch = X[batch] if transform is None else transform(X[batch], run.augment_rng)  # (B, D)
+                Z = model.forward(X_batch, train=True)  # (B, K)
                 loss, dZ = softmax_cross_entropy(Z, y[batch], K, config.label_smoothing)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(_diverged("the loss", loss, run, config))

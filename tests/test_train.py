@@ -174,3 +174,115 @@ def test_callbacks_see_every_batch_and_epoch_and_should_stop_ends_the_run():
                          on_batch=lambda r, loss, acc: stopper.append(1))
     assert run.step == 5 and history.stopped == "interrupted" and history.epochs == []
 
+
+
+# --- augmentation (numpynn/augment.py) in the loop ------------------------------------------------------------
+
+def square_blobs(n=240, side=6, K=3, seed=0):
+    """blobs() as square images of pixels in [0, 1], which augmentation needs."""
+    data = blobs(n=n, D=side * side, K=K, seed=seed)
+    for name in ("X_train", "X_dev"):
+        setattr(data, name, (1 / (1 + np.exp(-getattr(data, name)))).astype(np.float32))
+    return data
+
+
+AUGMENTED = [dict(augment="affine"), dict(augment="elastic", augment_sigma=1.5, augment_alpha=8.0)]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"augment": "mirror"}, "augment = 'mirror' is out of range: use none, affine or elastic"),
+        ({"augment_shift": -1.0}, "augment_shift"),
+        ({"augment_rotation": 181.0}, "augment_rotation"),
+        ({"augment_rotation": float("nan")}, "augment_rotation"),
+        ({"augment_scale": 1.0}, "augment_scale"),
+        ({"augment_shear": 61.0}, "augment_shear"),
+        ({"augment_alpha": float("inf")}, "augment_alpha"),
+        ({"augment_sigma": 0.0}, "augment_sigma"),
+        ({"augment_sigma": "4"}, "augment_sigma.*wrong type"),
+    ],
+)
+def test_bad_augmentation_options_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("mlp", **overrides)
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
+def test_every_training_batch_is_augmented_and_the_dev_set_never(augmentation, monkeypatch):
+    import numpynn.train as train_module
+
+    data = square_blobs()
+    seen = []
+    real = {"affine": train_module.affine, "elastic": train_module.elastic}[augmentation["augment"]]
+
+    def spy(X, rng, **params):
+        out = real(X, rng, **params)
+        seen.append((X.copy(), out))
+        return out
+
+    monkeypatch.setattr(train_module, augmentation["augment"], spy)
+    run, history = train(make_config(**SMALL, **augmentation), data)
+    # Every batch of every epoch went through it, and only training rows did: 4 epochs x 160 images.
+    assert sum(len(X) for X, _ in seen) == 4 * len(data.y_train) and len(seen) == run.step
+    assert all(any(np.array_equal(x, row) for row in data.X_train) for X, _ in seen[:3] for x in X)
+    assert all(not np.array_equal(X, out) for X, out in seen)  # really changed
+    # The dev score in the history is the plain dev set's.
+    assert history.epochs[-1]["dev_accuracy"] == evaluate(run.model, data.X_dev, data.y_dev)[1]
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
+def test_an_augmented_run_is_deterministic_and_differs_from_a_plain_one(augmentation):
+    data = square_blobs()
+    config = make_config(**SMALL, **augmentation)
+    a, b = train(config, data)[0], train(config, data)[0]
+    plain = train(make_config(**SMALL), data)[0]
+    for p, q in zip(a.model.params(), b.model.params()):
+        np.testing.assert_array_equal(p, q)
+    assert any(not np.array_equal(p, q) for p, q in zip(a.model.params(), plain.model.params()))
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
+def test_a_crashed_augmented_run_resumes_bit_for_bit(tmp_path, augmentation):
+    """As the test above: 4 epochs straight == 2 epochs, a crash, a resume; the augmentation's generator is in
+    the checkpoint, so the resumed epochs draw the same transforms the straight run drew."""
+    data = square_blobs()
+    config = make_config(**SMALL, **augmentation, dropout=0.2)
+    straight = train(config, data)[0]
+    with pytest.raises(Crash):
+        train(config, data, checkpoint=tmp_path / "c.npz", progress=crash_at_epoch(3))
+    arrays, header = serialize.load(tmp_path / "c.npz")
+    assert header["trainer"]["epoch"] == 2 and "augment_rng" in header["trainer"]
+    resumed = Run.resume(arrays, header)
+    assert resumed.augment_rng.bit_generator.state == header["trainer"]["augment_rng"]
+    fit(resumed, data)
+    for p, q in zip(straight.model.params(), resumed.model.params()):
+        np.testing.assert_array_equal(p, q)
+    # Without the saved generator state (a fresh stream instead), the resumed run would differ.
+    del header["trainer"]["augment_rng"]
+    fresh = Run.resume(arrays, header)
+    fit(fresh, data)
+    assert any(not np.array_equal(p, q) for p, q in zip(straight.model.params(), fresh.model.params()))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
+def test_augmentation_works_with_every_preset(preset, augmentation):
+    """Each preset as it is (its own architecture, mlp or cnn), shortened to one small epoch on 8 x 8 images."""
+    data = square_blobs(n=60, side=8)
+    config = make_config(preset, **augmentation, epochs=1, warmup_epochs=0.0, batch_size=20)
+    run, history = train(config, data)
+    assert history.stopped == "completed" and run.step == 2
+    assert np.isfinite(history.epochs[0]["train_loss"])
+
+
+def test_both_architectures_train_with_augmentation():
+    data = square_blobs(n=60, side=8)
+    for architecture in ("mlp", "cnn"):
+        config = make_config(architecture=architecture, channels=(2,), augment="elastic", epochs=1, hidden=(8,))
+        assert train(config, data)[1].stopped == "completed"
+
+
+def test_augmentation_refuses_images_that_are_not_square():
+    with pytest.raises(ValueError, match="augment = 'affine' needs square images; 20 inputs are not"):
+        Run.start(make_config(**SMALL, augment="affine"), D=20, K=3)
