@@ -272,9 +272,9 @@ def test_a_cnn_skips_the_pixels_gradient_but_not_the_weights():
 
 
 def test_the_cnn_preset_learns_real_digits_in_seconds(mnist_dir):
-    """The cnn preset's network, 2 epochs on 2,000 real training images, scored on 1,000 test images. Over seeds
-    0-4 this scored BAND_LOW_TO_HIGH (measured when the test was written); a broken layer or optimizer lands
-    far below, a leak of test data far above."""
+    """The cnn preset's network and recipe, shortened to 2 epochs on 2,000 real training images (32 steps),
+    scored on 1,000 test images. Over seeds 0-5 this scored 0.821 to 0.873 (seed 0: 0.827) when the test was
+    written; a broken layer or optimizer lands far below (chance is 0.1), a leak of test data far above."""
     from types import SimpleNamespace
 
     from numpynn.data import load_mnist
@@ -285,4 +285,4 @@ def test_the_cnn_preset_learns_real_digits_in_seconds(mnist_dir):
     run = Run.start(make_config("cnn", epochs=2, seed=0))
     fit(run, data)
     accuracy = evaluate(run.model, splits.X_test[:1000], splits.y_test[:1000])[1]
-    assert 0.0 <= accuracy <= 1.0, accuracy
+    assert 0.78 <= accuracy <= 0.92, accuracy
