@@ -24,9 +24,11 @@ The runs and their targets (from the issue)
     mlp-60s   784-800-10 with settings chosen for accuracy              test >= 98.4 % in train <= 60 s
     mlp-15s   784-800-10 with settings chosen for speed                 test >= 98.0 % in train <= 15 s
     cnn       the `cnn` preset (two conv5x5 + max-pool blocks, Adam)    test >= 99.4 %
-The mlp-60s and mlp-15s runs name their flags in RUNS below; benchmarks/README.md says how they were found.
-The default runs all of them but cnn (about 75 s on a quiet machine); cnn alone takes several minutes:
-`--only cnn`.
+    cnn-affine  the `cnn` preset with --augment affine                   test >= 99.5 %
+    mlp-elastic the `mlp` preset with --augment elastic, 50 epochs       test >= 99.0 %
+The runs other than the presets name their flags in RUNS below; benchmarks/README.md says how they were found.
+The default runs the four quick ones (about 75 s on a quiet machine); the last three take several minutes
+each: `--only cnn,cnn-affine,mlp-elastic`.
 
 Usage:  .venv/bin/python benchmarks/accuracy.py [--only mlp,seed] [--json results.json]
 Training times depend on everything else the machine is doing: run it on an otherwise idle machine. Each
@@ -89,9 +91,11 @@ RUNS: dict[str, tuple[list[str], Target]] = {
     "mlp-15s": (["--preset", "mlp", "--epochs", "8", "--lr", "0.2", "--batch-size", "256", "--schedule", "cosine",
                  "--label-smoothing", "0.1"], Target(0.980, train_seconds=15)),
     "cnn": (["--preset", "cnn"], Target(0.994)),
+    "cnn-affine": (["--preset", "cnn", "--augment", "affine"], Target(0.995)),
+    "mlp-elastic": (["--preset", "mlp", "--augment", "elastic", "--epochs", "50"], Target(0.990)),
 }
 DEFAULT = ("seed", "mlp", "mlp-60s", "mlp-15s")  # what runs without --only: the quick ones
-SHOWN = ("hidden", "init", "optimizer", "lr", "schedule", "warmup_epochs", "batch_size", "epochs", "label_smoothing",
+SHOWN = ("architecture", "hidden", "augment", "init", "optimizer", "lr", "schedule", "warmup_epochs", "batch_size", "epochs", "label_smoothing",
          "dropout", "seed")  # the config fields printed under the table (the JSON file has them all)
 
 
@@ -170,8 +174,8 @@ def print_report(report: dict) -> None:
     print("\n".join(table(rows, left=(0, 7, 8))))
     print()
     for name, result in report["results"].items():
-        print(f"{name:<8}  {settings(result['config'])}")
-        print(f"{'':<8}  flags: {' '.join(RUNS[name][0])}")
+        print(f"{name:<11}  {settings(result['config'])}")
+        print(f"{'':<11}  flags: {' '.join(RUNS[name][0])}")
     print()
     print("train s:   the epochs' seconds from the run's metrics file: training plus the per-epoch dev evaluation.")
     print("command s: the command's own seconds: loading, training, test evaluation, checkpoints, the model file.")
