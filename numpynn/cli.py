@@ -328,6 +328,7 @@ def cmd_train(args) -> int:
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
     if args.plot:
+        on_epoch(run, None)  # once more: the History now says how the run ended
         print(f"Plot: {plot}")
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)

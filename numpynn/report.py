@@ -105,9 +105,10 @@ def learning_curves(history: dict, label_smoothing: float = 0.0):
     if any(row.get("dev_loss") is not None for row in rows):
         loss_ax.plot(epochs, [row["dev_loss"] for row in rows], "s-", ms=3, label="dev: measured after the epoch")
         acc_ax.plot(epochs, [100 * row["dev_accuracy"] for row in rows], "s-", ms=3)
-    best = history.get("best_epoch") or 0
-    if best:
-        loss_ax.axvline(best, color="grey", ls=":", lw=1, label=f"the epoch whose weights were kept ({best})")
+    best, finished = history.get("best_epoch") or 0, bool(history.get("stopped"))
+    if best:  # while training, the best dev epoch so far; at the end, the epoch whose weights the model holds
+        what = "the epoch whose weights the model holds" if finished else "the best dev accuracy so far"
+        loss_ax.axvline(best, color="grey", ls=":", lw=1, label=f"{what} ({best})")
         acc_ax.axvline(best, color="grey", ls=":", lw=1)
     smoothing = f" (train with label smoothing {label_smoothing:g})" if label_smoothing else ""
     loss_ax.set(title=f"Loss{smoothing}", xlabel="epoch", ylabel="cross-entropy")
@@ -120,7 +121,7 @@ def learning_curves(history: dict, label_smoothing: float = 0.0):
         ax.set_xlim(0.5, max(epochs[-1] if epochs else 1, 1) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.legend(*loss_ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
-    stopped = f" ({history['stopped']})" if history.get("stopped") else ""
+    stopped = f" ({history['stopped']})" if finished else " so far"
     fig.suptitle(f"Learning curves: {len(rows)} epoch{'s' * (len(rows) != 1)}{stopped}")
     return fig
 
@@ -159,7 +160,7 @@ def confusion(C):
 def mistakes(images, y_true, y_pred, confidence, columns: int = 8):
     """A gallery of misclassified images, most confident first: each titled with the true class, the
     predicted one and the probability the model gave it. images (n, h, w) in [0, 1].
-    (columns x 1.3) x (rows x 1.5 + 0.5) inches: 1040 x 500 pixels for 24 images in 8 columns."""
+    (1.3 x columns) x (1.5 x rows + 0.5) inches: 1040 x 500 pixels for 24 images in 8 columns."""
     n = len(images)
     rows = max(1, math.ceil(n / columns))
     fig = _figure(columns * 1.3, rows * 1.5 + 0.5)
@@ -177,7 +178,8 @@ def mistakes(images, y_true, y_pred, confidence, columns: int = 8):
 
 def first_layer(filters, what: str, columns: int = 8):
     """The first layer's weights as pictures, filters (n, h, w), on one shared colour scale centred on 0:
-    red pixels push the unit's output up, blue ones down.  (columns x 1.2 + 1) x (rows x 1.2 + 0.6) inches."""
+    red pixels push the unit's output up, blue ones down. what: a title saying what they are.
+    (1.2 x columns + 1) x (1.2 x rows + 0.6) inches, columns = min(columns, n): 1060 x 1020 pixels for 64."""
     filters = np.asarray(filters)
     n = len(filters)
     columns = min(columns, n)
@@ -198,7 +200,8 @@ def first_layer(filters, what: str, columns: int = 8):
 def activations(stats: list[tuple[str, dict]]):
     """Per hidden layer, a row of two histograms: all output values (log count, with the mean), and each
     unit's active rate (the fraction of inputs on which it is above 0), dead units in red at 0.
-    stats: [(layer name, analysis.activation_stats(...)), ...].  1100 x (rows x 3 + 0.4) pixels x 100."""
+    stats: [(layer name, analysis.activation_stats(...)), ...].  11 x (3 x rows + 0.4) inches: 1100 x 340
+    pixels for one layer."""
     fig = _figure(11, len(stats) * 3 + 0.4)
     axes = np.array(fig.subplots(len(stats), 2)).reshape(len(stats), 2)
     for (name, s), (values_ax, units_ax) in zip(stats, axes):
@@ -229,7 +232,7 @@ def activations(stats: list[tuple[str, dict]]):
 def pca_maps(maps: list[tuple[str, np.ndarray, np.ndarray]], y, columns: int = 3):
     """One scatter plot per representation: each image at its first two principal components, coloured by
     its true class. maps: [(name, scores (N, 2), explained (2,)), ...].
-    (columns x 4 + 1) x (rows x 3.8 + 0.5) inches."""
+    (4 x columns + 1) x (3.8 x rows + 0.5) inches, columns = min(columns, len(maps)): 1300 x 430 pixels for 3."""
     from matplotlib.lines import Line2D
 
     y = np.asarray(y)
@@ -273,7 +276,7 @@ def reliability(bins: dict, ece: float):
     count_ax.bar(centres, np.maximum(count, 0), width=width * 0.9, color="tab:grey")
     count_ax.set_yscale("symlog", linthresh=1)
     count_ax.set(xlim=(0, 1), xlabel="confidence (probability of the predicted class)",
-                 ylabel="predictions (log scale)")
+                 ylabel="predictions (log scale)", title="Predictions in each bin")
     count_ax.grid(alpha=0.3)
     return fig
 
@@ -284,7 +287,8 @@ def seed_loss(losses: dict[int, float], title: str):
     iterations = sorted(losses)
     fig = _figure(9, 4.5)
     ax = fig.subplots()
-    ax.plot(iterations, [losses[i] for i in iterations], "-", lw=1.5, label="training loss (full batch)")
+    every = f", every {iterations[1] - iterations[0]} iterations" if len(iterations) > 1 else ""
+    ax.plot(iterations, [losses[i] for i in iterations], "-", lw=1.5, label=f"loss on the training set{every}")
     ax.set(xlabel="iteration (one full-batch gradient-descent step each)", ylabel="cross-entropy loss", title=title)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -353,12 +357,12 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
     correct = predicted == y
     report.test_accuracy = float(correct.mean())
 
+    smoothing = (header.get("config") if isinstance(header.get("config"), dict) else {}).get("label_smoothing")
+    smoothing = float(smoothing) if isinstance(smoothing, (int, float)) and 0 <= smoothing < 1 else 0.0
     history, why = history_of(header)
     if history is None:
         report.missing.append(("Learning curves", why))
     else:
-        smoothing = (header.get("config") if isinstance(header.get("config"), dict) else {}).get("label_smoothing")
-        smoothing = float(smoothing) if isinstance(smoothing, (int, float)) else 0.0
         emit("learning_curves.png", learning_curves(history, smoothing), "Learning curves",
              "Loss, accuracy and learning rate per epoch, as recorded while training. The train numbers are "
              "means over each epoch's batches while the weights were still changing (with label smoothing and "
@@ -420,14 +424,16 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
          "should pull apart into separate clouds; two digits that share a cloud are the ones the model confuses. "
          "Two dimensions show only part of the variance (in each axis label).")
 
+    smoothing_note = (f" This model was trained with label smoothing {smoothing:g}, which asks for "
+                      f"{1 - smoothing + smoothing / K:.3g} on the right class, never 1: expect it to look "
+                      f"underconfident." if smoothing else "")
     bins = analysis.reliability_bins(confidence, correct, config.bins)
     report.ece = analysis.expected_calibration_error(confidence, correct, config.bins)
     emit("calibration.png", reliability(bins, report.ece), "Calibration",
          f"Predictions grouped by the probability the model gave its answer. Where bars reach above the dots the "
          f"model is right more often than it says (underconfident), below them less often (overconfident). "
          f"The expected calibration error is the average gap, weighted by the counts: "
-         f"{100 * report.ece:.2f}% over {len(y)} test images in {config.bins} bins. Label smoothing, for one, "
-         f"keeps every probability below 1 - smoothing + smoothing / K, and so makes a model look underconfident.")
+         f"{100 * report.ece:.2f}% over {len(y)} test images in {config.bins} bins.{smoothing_note}")
 
     _write_index(out / "index.html", report, title, header, len(y))
     say(f"wrote {out / 'index.html'}")
