@@ -456,9 +456,11 @@ def cmd_report(args) -> int:
     X = x_test.reshape(len(x_test), -1).astype("float32") / 255  # (N, 784), as the model was trained
     y = y_test.astype("int64")
     try:
-        model.predict_proba(X[:1])
+        K = model.predict_proba(X[:1]).shape[1]
     except ValueError as error:  # a model made for other inputs than these images
         raise CommandError(f"{args.model} does not take {args.dataset}'s {X.shape[1]}-pixel images ({error})") from None
+    if K <= y.max():
+        raise CommandError(f"{args.model} tells {K} classes apart; {args.dataset} has {y.max() + 1}")
     try:
         report = write_report(model, header, X, y, _make_folder(out), config, title=pathlib.Path(args.model).name,
                               log=print)

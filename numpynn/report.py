@@ -338,13 +338,13 @@ def _layer_name(model, i: int, A_shape) -> str:
 
 def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None = None, title: str = "model",
                  log=None) -> Report:
-    """Draw every figure of the model on the test set X (N, 784) float in [0, 1], y (N,) ints, and write
-    them as PNGs with an index.html into out_dir (which must exist). A figure that cannot be drawn (no
+    """Draw every figure of the model on the test set X (N, D) float in [0, 1] (D = 784 for MNIST), y (N,)
+    integer labels, and write them as PNGs with an index.html into out_dir (which must exist). header: the
+    model file's header, for the History and the config (an empty dict will do). A figure that cannot be drawn (no
     History in the file, ...) is listed in Report.missing and on the page, and the others are still drawn."""
     config = config or ReportConfig()
     out = pathlib.Path(out_dir)
     report = Report()
-    K = int(model.layers[-1].D_out) if hasattr(model.layers[-1], "D_out") else int(y.max()) + 1
     say = log or (lambda line: None)
 
     def emit(name, fig, heading, caption):
@@ -353,6 +353,9 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
         say(f"wrote {out / name}")
 
     P = model.predict_proba(X)  # (N, K)
+    K = P.shape[1]
+    if y.min() < 0 or y.max() >= K:
+        raise ValueError(f"the labels run from {y.min()} to {y.max()}, but the model has {K} classes")
     predicted, confidence = P.argmax(axis=1), P.max(axis=1)  # (N,) each
     correct = predicted == y
     report.test_accuracy = float(correct.mean())
@@ -435,7 +438,7 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
          f"The expected calibration error is the average gap, weighted by the counts: "
          f"{100 * report.ece:.2f}% over {len(y)} test images in {config.bins} bins.{smoothing_note}")
 
-    _write_index(out / "index.html", report, title, header, len(y))
+    _write_index(out / "index.html", report, title, model, len(y))
     say(f"wrote {out / 'index.html'}")
     return report
 
@@ -445,12 +448,11 @@ def _pca2(A):
     return scores, explained
 
 
-def _write_index(path: pathlib.Path, report: Report, title: str, header: dict, n: int) -> None:
-    """The page: a heading, the model's description, then each figure with its caption, and what is missing.
-    Everything from the model file is escaped: the header is a file's content, not ours."""
+def _write_index(path: pathlib.Path, report: Report, title: str, model, n: int) -> None:
+    """The page: a heading, the model's layers, what could not be drawn, then each figure with its caption.
+    Every piece of text is escaped: the title is a file name, and the captions quote a file's content."""
     e = html.escape
-    architecture = " &rarr; ".join(e(str(layer.get("type", "?"))) for layer in header.get("architecture", [])
-                                   if isinstance(layer, dict))
+    architecture = " &rarr; ".join(e(type(layer).__name__) for layer in model.layers)
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>numpynn report: {e(title)}</title>",

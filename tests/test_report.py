@@ -368,12 +368,14 @@ def test_numpynn_report_says_what_a_model_without_history_lacks(capsys, data_dir
     (["{model}", "--samples", "1"], 2, "--samples"),
     (["{model}", "--bins", "x"], 2, "--bins"),
     (["{wide}"], 1, "does not take"),
+    (["{binary}"], 1, "tells 2 classes apart"),
 ])
 def test_numpynn_report_refuses_bad_input_in_one_line(capsys, model_file, data_dir, tmp_path, argv, code, needle):
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
     (tmp_path / "file").write_text("x")
     serialize.save_model(tmp_path / "wide.npz", mlp([100, 4, 10]), {})
-    names = {"missing": tmp_path / "no.npz", "corrupt": tmp_path / "corrupt.npz", "model": model_file,
+    serialize.save_model(tmp_path / "binary.npz", mlp([784, 4, 2]), {})
+    names = {"binary": tmp_path / "binary.npz", "missing": tmp_path / "no.npz", "corrupt": tmp_path / "corrupt.npz", "model": model_file,
              "file": tmp_path / "file", "nowhere": tmp_path / "no" / "such", "wide": tmp_path / "wide.npz"}
     before = sorted(tmp_path.iterdir())
     got, out, err = run(capsys, "report", *[a.format(**names) for a in argv], "--data", data_dir,
