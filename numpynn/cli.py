@@ -288,21 +288,19 @@ def cmd_train(args) -> int:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except ValueError as error:
         raise UsageError(f"--dev-size: {error}") from None
-    on_epoch = None
-    if args.plot:
+    plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
+
+    def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
         from .report import learning_curves, save_figure
 
-        plot = _make_folder(args.plot) / "learning_curves.png"
-
-        def on_epoch(run, row):  # the History so far, redrawn: a run can be watched as it goes
-            save_figure(learning_curves(dataclasses.asdict(run.history), config.label_smoothing), plot)
+        save_figure(learning_curves(dataclasses.asdict(run.history), config.label_smoothing), plot)
 
     def bar(epoch, n_batches):
         return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
 
     try:
         history = fit(run, splits, checkpoint=checkpoint, progress=None if args.quiet else bar,
-                      log=None if args.quiet else print, on_epoch=on_epoch)
+                      log=None if args.quiet else print, on_epoch=redraw if plot else None)
     except TrainingDiverged as error:
         raise CommandError(str(error)) from None
     test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
@@ -327,8 +325,8 @@ def cmd_train(args) -> int:
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
-    if args.plot:
-        on_epoch(run, None)  # once more: the History now says how the run ended
+    if plot:
+        redraw(run)  # once more: the History now says how the run ended
         print(f"Plot: {plot}")
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)

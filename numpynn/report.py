@@ -18,7 +18,6 @@ model file and the test set).
 """
 from __future__ import annotations
 
-import dataclasses
 import html
 import io
 import math
@@ -303,8 +302,8 @@ class Report:
     """What write_report made: figures [(file name, title, caption)], and what it could not draw
     [(title, why)]."""
 
-    figures: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    missing: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    figures: list[tuple[str, str, str]] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
     test_accuracy: float = 0.0
     ece: float = 0.0
 
