@@ -14,6 +14,7 @@ import warnings
 
 from . import __version__
 from .data import DATASETS, DataError, load_mnist
+from .report import ReportConfig
 from .seed import SeedConfig, run_seed
 from .train import TrainConfig
 
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="end with one JSON line: train/dev/test accuracy (0-1), seconds",
     )
+    seed.add_argument("--plot", metavar="DIR",
+                      help="draw the loss, as recorded every --print-every iterations, into DIR/seed_loss.png")
     seed.set_defaults(run=cmd_seed)
 
     train = commands.add_parser(
@@ -116,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     train.add_argument("--json", action="store_true", help="end with one JSON line: dev/test accuracy, seconds")
+    train.add_argument("--plot", metavar="DIR",
+                       help="redraw the learning curves into DIR/learning_curves.png after every epoch")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser(
@@ -157,17 +162,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: augment.png)")
     _add_data_options(preview)
     preview.set_defaults(run=cmd_augment_preview)
+    report = commands.add_parser(
+        "report", help="draw what a model learned: figures and an index.html showing them",
+        description="Draw a model's learning curves, confusion matrix, most confident mistakes, first-layer "
+        "weights, activation statistics, PCA maps and calibration on the test set, as PNGs with an index.html.",
+    )
+    report.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    report.add_argument("--out", metavar="DIR", help="folder for the report, made if missing "
+                        "(default: MODEL's name with -report, beside it)")
+    _add_config_options(report, ReportConfig)
+    _add_data_options(report)
+    report.set_defaults(run=cmd_report)
     return parser
 
 
 def cmd_seed(args) -> int:
     started = time.perf_counter()
-    names = [f.name for f in dataclasses.fields(SeedConfig)]
-    try:
-        config = SeedConfig(**{name: getattr(args, name) for name in names})
-    except ValueError as error:  # the config's own range checks
-        name, rest = str(error).split(" ", 1)  # "dev_size = 0 is out of range: ..."
-        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+    config = _config(SeedConfig, args)
+    if args.plot:
+        _check_folder(args.plot, "--plot")  # now, not after a minute of training
+        if config.print_every == 0:
+            raise UsageError("--plot draws the loss recorded every --print-every iterations; use --print-every 1 "
+                             "or more")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except ValueError as error:  # a dev set as large as the training set
@@ -176,6 +192,12 @@ def cmd_seed(args) -> int:
     print(f"Train Accuracy: {100 * result['train_accuracy']:.2f}%")
     print(f"Dev Accuracy: {100 * result['dev_accuracy']:.2f}%")
     print(f"Test Accuracy: {100 * result['test_accuracy']:.2f}%")
+    if args.plot:
+        from .report import save_figure, seed_loss
+
+        title = (f"The seed: 784-{config.hidden}-10, full batch, alpha = {config.alpha:g}; test accuracy "
+                 f"{100 * result['test_accuracy']:.2f}%")
+        print(f"Plot: {save_figure(seed_loss(result['losses'], title), _make_folder(args.plot) / 'seed_loss.png')}")
     if args.json:
         summary = {key: result[key] for key in ("train_accuracy", "dev_accuracy", "test_accuracy")}
         summary["seconds"] = round(time.perf_counter() - started, 3)
@@ -183,6 +205,38 @@ def cmd_seed(args) -> int:
         summary["config"] = dataclasses.asdict(config)
         print(json.dumps(summary))
     return 0
+
+
+def _config(config_cls, args):
+    """A config dataclass from the flags _add_config_options made; its range errors name the flag."""
+    try:
+        return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    except ValueError as error:  # the config's own range checks
+        name, rest = str(error).split(" ", 1)  # "dev_size = 0 is out of range: ..."
+        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+
+
+def _check_folder(path, flag: str) -> None:
+    """A folder we may write into, or one we may create (its parent exists); checked before any work."""
+    import os
+    import pathlib
+
+    folder = pathlib.Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder}: exists and is not a folder; give a folder's path")
+    parent = folder if folder.exists() else folder.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {folder}: {parent} does not exist; create it first or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: {parent} is not writable; choose another folder")
+
+
+def _make_folder(path):
+    import pathlib
+
+    folder = pathlib.Path(path)
+    folder.mkdir(exist_ok=True)  # _check_folder saw that the parent exists
+    return folder
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -248,17 +302,25 @@ def cmd_train(args) -> int:
         except ValueError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
             raise UsageError(str(error)) from None
     config = run.config
+    if args.plot:
+        _check_folder(args.plot, "--plot")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except ValueError as error:
         raise UsageError(f"--dev-size: {error}") from None
+    plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
+
+    def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
+        from .report import learning_curves, save_figure
+
+        save_figure(learning_curves(dataclasses.asdict(run.history), config.label_smoothing), plot)
 
     def bar(epoch, n_batches):
         return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
 
     try:
         history = fit(run, splits, checkpoint=checkpoint, progress=None if args.quiet else bar,
-                      log=None if args.quiet else print)
+                      log=None if args.quiet else print, on_epoch=redraw if plot else None)
     except TrainingDiverged as error:
         raise CommandError(str(error)) from None
     test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
@@ -283,6 +345,9 @@ def cmd_train(args) -> int:
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
+    if plot:
+        redraw(run)  # once more: the History now says how the run ended
+        print(f"Plot: {plot}")
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
@@ -455,6 +520,37 @@ def _applies(name: str, kind: str) -> bool:
 def _describe(layer: dict) -> str:
     sizes = [f"{k}={v}" for k, v in layer.items() if k != "type"]
     return f"{layer['type']}({', '.join(sizes)})" if sizes else layer["type"]
+
+
+def cmd_report(args) -> int:
+    import pathlib
+
+    from .data import load_raw
+    from .report import write_report
+
+    config = _config(ReportConfig, args)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_name(pathlib.Path(args.model).stem + "-report")
+    _check_folder(out, "--out")
+    model, header = _load_model(args.model)
+    _, _, x_test, y_test = load_raw(args.dataset, args.data, progress=False)
+    X = x_test.reshape(len(x_test), -1).astype("float32") / 255  # (N, 784), as the model was trained
+    y = y_test.astype("int64")
+    try:
+        K = model.predict_proba(X[:1]).shape[1]
+    except ValueError as error:  # a model made for other inputs than these images
+        raise CommandError(f"{args.model} does not take {args.dataset}'s {X.shape[1]}-pixel images ({error})") from None
+    if K <= y.max():
+        raise CommandError(f"{args.model} tells {K} classes apart; {args.dataset} has {y.max() + 1}")
+    try:
+        report = write_report(model, header, X, y, _make_folder(out), config, title=pathlib.Path(args.model).name,
+                              log=print)
+    except OSError as error:
+        raise CommandError(f"--out {out}: cannot write the report ({error.strerror or error})") from None
+    for heading, why in report.missing:
+        print(f"not drawn: {heading}: {why}")
+    print(f"Report: {out / 'index.html'}  (test accuracy {100 * report.test_accuracy:.2f}%, "
+          f"expected calibration error {100 * report.ece:.2f}%)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
