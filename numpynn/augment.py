@@ -51,8 +51,8 @@ def bilinear(images, rows, cols):
     n = np.arange(N).reshape(N, 1, 1)
     corner = (n * (H + 2) + r0.astype(np.intp) + 1) * (W + 2) + c0.astype(np.intp) + 1   # (N, H_out, W_out)
     flat = padded.reshape(-1)
-    top = (1 - fc) * flat[corner] + fc * flat[corner + 1]
-    bottom = (1 - fc) * flat[corner + W + 2] + fc * flat[corner + W + 3]
+    top = (1 - fc) * np.take(flat, corner) + fc * np.take(flat, corner + 1)   # np.take: flat[corner], faster
+    bottom = (1 - fc) * np.take(flat, corner + W + 2) + fc * np.take(flat, corner + W + 3)
     return (1 - fr) * top + fr * bottom                          # (N, H_out, W_out)
 
 
