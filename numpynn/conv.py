@@ -24,20 +24,28 @@ from .layers import Layer, require
 
 def windows(X, k: int, s: int):
     """Every k x k window of X, stride s, as a view (no copy): (N, C, H_out, W_out, k, k), where
-    window (i, j) starts at row i * s and column j * s. Windows that would run past the edge are dropped."""
+    window (i, j) starts at row i * s and column j * s. Windows that would run past the edge are dropped.
+    windows(X, k, s)[..., u, v] is X[:, :, u::s, v::s] cut to H_out x W_out: offset (u, v) of every window at once."""
     return sliding_window_view(X, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N, C, H_out, W_out, k, k)
 
 
-def col2im(dwindows, shape, s: int):
-    """The adjoint of windows(): dX (shape) where every pixel gets the sum of the gradients of the window
-    entries that saw it. One vectorised add per kernel offset (u, v): window (i, j)'s entry (u, v) is
-    pixel (i * s + u, j * s + v), so offset (u, v) of all windows covers rows u, u + s, ... and columns v, v + s, ..."""
+def col2im(dwindows, dX, s: int):
+    """The adjoint of windows(): adds to dX (N, C, H, W) the gradient of every window entry, onto the pixel
+    that entry saw, and returns dX. One vectorised add per kernel offset (u, v): window (i, j)'s entry (u, v) is
+    pixel (i * s + u, j * s + v), so offset (u, v) of all windows covers rows u, u + s, ... and columns v, v + s, ...
+    A pixel inside several windows collects from each."""
     N, C, H_out, W_out, k, _ = dwindows.shape
-    dX = np.zeros(shape, dwindows.dtype)  # (N, C, H, W)
     for u in range(k):
         for v in range(k):
             dX[:, :, u : u + s * H_out : s, v : v + s * W_out : s] += dwindows[:, :, :, :, u, v]
     return dX
+
+
+def zeros_batch_last(shape, dtype=np.float32):
+    """Zeros of shape (N, ...), e.g. (N, C, H, W), stored as (..., N): the batch is the fastest-moving axis in
+    memory (see "Memory layout" at the top of this module). NumPy code reads it as an ordinary (N, ...) array."""
+    axes = (len(shape) - 1,) + tuple(range(len(shape) - 1))
+    return np.zeros(tuple(shape[1:]) + (shape[0],), dtype).transpose(axes)  # (N, ...)  a view of (..., N)
 
 
 def require_images(X, name: str = "X") -> None:
@@ -51,13 +59,18 @@ def require_int(value, name: str, low: int, fix: str) -> None:
 
 class Conv2D(Layer):
     """Z[n, o, i, j] = b[o] + sum over c, u, v of W[o, c, u, v] * Xp[n, c, i*s + u, j*s + v],  Xp = X zero-padded by p.
-    As a product: Z = cols @ W_mat.T + b, with one window per row of cols (N*H_out*W_out, C_in*k*k)
-    and W_mat = W as (C_out, C_in*k*k).
-    Backward:  dW = dZ_mat.T @ cols,  db = sum of dZ over n, i, j,  dX = col2im(dZ_mat @ W_mat), unpadded.
+    As one product: Z_mat = W_mat @ cols + b, where each column of cols is one window, all C_in*k*k of its
+    values in W's (c, u, v) order, and there is one column per output pixel (n, i, j):
+        cols: (C_in*k*k, N*H_out*W_out)   W_mat = W as (C_out, C_in*k*k)   Z_mat: (C_out, N*H_out*W_out)
+    Backward:  dW = dZ_mat @ cols.T,  db = dZ summed over n, i, j,  dX = col2im(W_mat.T @ dZ_mat), unpadded.
     X: (N, C_in, H_in, W_in)   W: (C_out, C_in, k, k)   b: (C_out,)   Z: (N, C_out, H_out, W_out)
     H_out = (H_in + 2p - k) // s + 1, and the same for W_out.
     init: "he" W ~ N(0, 2 / fan_in), "glorot" W ~ Uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)),
-    with fan_in = C_in*k*k and fan_out = C_out*k*k (what one output, or one input, is connected to); b = 0."""
+    with fan_in = C_in*k*k and fan_out = C_out*k*k (what one output, or one input, is connected to); b = 0.
+
+    cols is the layer's largest array (for 32 -> 64 channels, 5 x 5, a batch of 128 at 8 x 8 outputs: 41 MB).
+    Its columns run over (i, j, n) with the batch fastest, so each row of cols, and each add of col2im, is a long
+    contiguous run across the batch: the reason for the module's batch-last memory layout."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int = 1, padding: int = 0, init: str = "he",
                  rng: np.random.Generator | None = None, dtype=np.float32):
@@ -91,32 +104,36 @@ class Conv2D(Layer):
         require(C_in == self.C_in, "X.shape[1]", C_in, f"this layer takes C_in = {self.C_in} channels")
         require(k <= min(H_in, W_in) + 2 * p, "kernel", k,
                 f"the kernel must fit in the padded input, {H_in + 2 * p} x {W_in + 2 * p}")
-        Xp = np.pad(X, ((0, 0), (0, 0), (p, p), (p, p)))  # (N, C_in, H_in + 2p, W_in + 2p)
         H_out = (H_in + 2 * p - k) // s + 1  # window starts 0, s, 2s, ... while the window still fits
         W_out = (W_in + 2 * p - k) // s + 1
-        # im2col: the one copy of the windows, one row per output pixel, ordered (c, u, v) like W's last axes.
-        cols = windows(Xp, k, s).transpose(0, 2, 3, 1, 4, 5).reshape(N * H_out * W_out, C_in * k * k)
+        Xp = zeros_batch_last((N, C_in, H_in + 2 * p, W_in + 2 * p), X.dtype)  # (N, C_in, H_in + 2p, W_in + 2p)
+        Xp[:, :, p : p + H_in, p : p + W_in] = X  # zero padding: a border of p zeros around every image
+        # im2col: the one copy of the windows. Row (c, u, v) of cols is entry (u, v) of every window on channel c.
+        cols = windows(Xp, k, s).transpose(1, 4, 5, 2, 3, 0)  # (C_in, k, k, H_out, W_out, N)  a view
+        cols = cols.reshape(C_in * k * k, H_out * W_out * N)  # (C_in*k*k, H_out*W_out*N)  the copy
         W_mat = W.reshape(self.C_out, C_in * k * k)  # (C_out, C_in*k*k)
-        Z = cols @ W_mat.T + b  # (N*H_out*W_out, C_out)
+        Z = W_mat @ cols  # (C_out, H_out*W_out*N)
+        Z += b[:, None]
         if train:
             self.cols, self.X_shape = cols, X.shape  # kept for dW and for dX's shape
-        return Z.reshape(N, H_out, W_out, self.C_out).transpose(0, 3, 1, 2)  # (N, C_out, H_out, W_out)
+        return Z.reshape(self.C_out, H_out, W_out, N).transpose(3, 0, 1, 2)  # (N, C_out, H_out, W_out)  a view
 
-    def backward(self, dZ):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
+    def backward(self, dZ, need_dX=True):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
         W = self.params["W"]
         k, s, p = self.kernel, self.stride, self.padding
         N, C_in, H_in, W_in = self.X_shape
         _, C_out, H_out, W_out = dZ.shape
-        dZ_mat = dZ.transpose(0, 2, 3, 1).reshape(N * H_out * W_out, C_out)  # (N*H_out*W_out, C_out), rows as cols'
+        dZ_mat = dZ.transpose(1, 2, 3, 0).reshape(C_out, H_out * W_out * N)  # (C_out, H_out*W_out*N)  as Z was
         W_mat = W.reshape(C_out, C_in * k * k)  # (C_out, C_in*k*k)
         self.grads = {
-            "W": (dZ_mat.T @ self.cols).reshape(W.shape),  # (C_out, C_in, k, k)  summed over every window
-            "b": dZ.sum(axis=(0, 2, 3)),  # (C_out,)  each b[o] is added to all of map o
+            "W": (dZ_mat @ self.cols.T).reshape(W.shape),  # (C_out, C_in, k, k)  summed over every window
+            "b": dZ_mat.sum(axis=1),  # (C_out,)  each b[o] is added to all of map o
         }
-        dcols = dZ_mat @ W_mat  # (N*H_out*W_out, C_in*k*k)  dL/d(each window entry)
-        dwindows = dcols.reshape(N, H_out, W_out, C_in, k, k)  # (N, H_out, W_out, C_in, k, k)
-        dwindows = dwindows.transpose(0, 3, 1, 2, 4, 5)  # (N, C_in, H_out, W_out, k, k)  windows()'s layout
-        dXp = col2im(dwindows, (N, C_in, H_in + 2 * p, W_in + 2 * p), s)  # (N, C_in, H_in + 2p, W_in + 2p)
+        if not need_dX:  # the first layer's dX is a gradient for the pixels, which training never uses
+            return None
+        dcols = W_mat.T @ dZ_mat  # (C_in*k*k, H_out*W_out*N)  dL/d(each window entry)
+        dwindows = dcols.reshape(C_in, k, k, H_out, W_out, N).transpose(5, 0, 3, 4, 1, 2)  # windows()'s layout
+        dXp = col2im(dwindows, zeros_batch_last((N, C_in, H_in + 2 * p, W_in + 2 * p), dZ.dtype), s)
         return dXp[:, :, p : p + H_in, p : p + W_in]  # (N, C_in, H_in, W_in)  the padding's gradient is dropped
 
     def spec(self):
@@ -148,21 +165,30 @@ class MaxPool2D(Pool2D):
     """Y[n, c, i, j] = max of X over window (i, j).   Backward: the whole of dY[n, c, i, j] goes to the window's
     largest entry (the first one, in row-major order, if several tie) and the rest get 0; a pixel in several
     windows (stride < size) sums what it receives.
-    X: (N, C, H_in, W_in)   Y: (N, C, H_out, W_out)"""
+    X: (N, C, H_in, W_in)   Y: (N, C, H_out, W_out)
+    Both run one window offset (u, v) at a time over the whole batch: size * size vectorised steps."""
 
     def forward(self, X, train=True):
         V = self.windows(X)  # (N, C, H_out, W_out, size, size)  a view
-        V = V.reshape(V.shape[:4] + (self.size**2,))  # (N, C, H_out, W_out, size*size)  a copy: each window a row
-        m = V.argmax(axis=-1)  # (N, C, H_out, W_out)  argmax takes the first of equal maxima: ties go to one entry
-        if train:
-            self.m, self.X_shape = m, X.shape
-        return np.take_along_axis(V, m[..., None], axis=-1)[..., 0]  # (N, C, H_out, W_out)
+        offsets = list(np.ndindex(self.size, self.size))  # (u, v) in row-major order
+        Y = V[..., 0, 0].copy(order="K")  # (N, C, H_out, W_out)  stored like X
+        for u, v in offsets[1:]:
+            np.maximum(Y, V[..., u, v], out=Y)
+        if train:  # which entry of each window is its (first) max: one mask per offset, (N, C, H_out, W_out) each
+            taken = np.zeros_like(Y, dtype=bool)  # windows whose max an earlier offset already holds
+            self.is_max = []
+            for u, v in offsets:
+                is_max = (V[..., u, v] == Y) & ~taken
+                taken |= is_max
+                self.is_max.append(is_max)
+            self.X_shape = X.shape
+        return Y
 
     def backward(self, dY):  # (N, C, H_out, W_out)
-        size = self.size
-        dV = np.zeros(dY.shape + (size * size,), dY.dtype)  # (N, C, H_out, W_out, size*size)
-        np.put_along_axis(dV, self.m[..., None], dY[..., None], axis=-1)  # dY lands on each window's argmax
-        return col2im(dV.reshape(dY.shape + (size, size)), self.X_shape, self.stride)  # (N, C, H_in, W_in)
+        dV = zeros_batch_last(dY.shape + (self.size, self.size), dY.dtype)  # (N, C, H_out, W_out, size, size)
+        for (u, v), is_max in zip(np.ndindex(self.size, self.size), self.is_max):
+            np.multiply(dY, is_max, out=dV[..., u, v])  # dY lands on each window's max, 0 elsewhere
+        return col2im(dV, zeros_batch_last(self.X_shape, dY.dtype), self.stride)  # (N, C, H_in, W_in)
 
 
 class AvgPool2D(Pool2D):
@@ -179,7 +205,7 @@ class AvgPool2D(Pool2D):
     def backward(self, dY):  # (N, C, H_out, W_out)
         size = self.size
         dV = np.broadcast_to(dY[..., None, None] / size**2, dY.shape + (size, size))  # (N, C, H_out, W_out, size, size)
-        return col2im(dV, self.X_shape, self.stride)  # (N, C, H_in, W_in)
+        return col2im(dV, zeros_batch_last(self.X_shape, dY.dtype), self.stride)  # (N, C, H_in, W_in)
 
 
 class Flatten(Layer):

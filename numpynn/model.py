@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh, require
-from .conv import CONV_LAYERS
+from .conv import CONV_LAYERS, Conv2D
 
 LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 from .losses import softmax
@@ -46,9 +46,11 @@ class Sequential:
 
     def backward(self, dY, need_dX=True):
         """Fills every layer's grads. Returns dL/dX, or None with need_dX=False: training has no use for
-        the input's gradient, and a first Dense layer then skips its largest product."""
+        the input's gradient, so the first layer with weights (a Dense or a Conv2D; only reshapes may come
+        before it) skips its dX, for 784-800-10 a third of the step's arithmetic."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
         for i, layer in reversed(list(enumerate(self.layers))):
-            if i == 0 and not need_dX and isinstance(layer, Dense):
+            if i == first and not need_dX and isinstance(layer, (Dense, Conv2D)):
                 return layer.backward(dY, need_dX=False)
             dY = layer.backward(dY)
         return dY  # dL/dX
@@ -122,13 +124,14 @@ class Sequential:
             layers.append(LAYERS[kind](**kwargs))
         return cls(layers)
 
-    def predict_proba(self, X, batch_size: int = 1000):
-        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded (a CNN's columns grow with
+        the batch: about 50 MB for 256 images in the cnn preset).  (N, K)"""
         require(batch_size >= 1, "batch_size", batch_size, "use 1 or more")
         starts = range(0, max(len(X), 1), batch_size)  # an empty X still runs one (empty) batch, giving (0, K)
         return np.concatenate([softmax(self.forward(X[s : s + batch_size], train=False)) for s in starts])
 
-    def predict(self, X, batch_size: int = 1000):
+    def predict(self, X, batch_size: int = 256):
         """The most probable class of each image.  (N,)"""
         return self.predict_proba(X, batch_size).argmax(axis=1)
 

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from numpynn.conv import CONV_LAYERS, AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D, Unflatten
+from numpynn.conv import (CONV_LAYERS, AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D, Unflatten,
+                          zeros_batch_last)
 from numpynn.gradcheck import check_layer
 from numpynn.layers import Dense, ReLU
 from numpynn.losses import softmax_cross_entropy
@@ -231,3 +232,57 @@ def test_unflatten_turns_rows_into_images_and_back():
         layer.forward(np.zeros((5, 25)))
     with pytest.raises(ValueError, match="shape"):
         Unflatten((28, 28))
+
+
+def test_memory_layout_never_changes_the_numbers():
+    """The layers store images batch-last inside; an ordinary C-ordered input and a batch-last one, and the
+    same gradient in either layout, give the same outputs and gradients (bit for bit, but for the order in which
+    AvgPool2D's mean adds up a window)."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4, 2, 7, 6))
+    X_batch_last = zeros_batch_last(X.shape, X.dtype)
+    X_batch_last[...] = X
+    assert not X_batch_last.flags.c_contiguous and np.array_equal(X_batch_last, X)
+    for make in (lambda: make_conv(2, 3, 3, 1, 1, np.random.default_rng(0)), lambda: MaxPool2D(2),
+                 lambda: AvgPool2D(3, 2)):
+        a, b = make(), make()
+        same = np.testing.assert_allclose if isinstance(a, AvgPool2D) else np.testing.assert_array_equal
+        Ya, Yb = a.forward(X), b.forward(X_batch_last)
+        same(Ya, Yb)
+        dY = rng.standard_normal(Ya.shape)
+        same(a.backward(dY), b.backward(np.ascontiguousarray(dY)))
+        for name in a.grads:
+            same(a.grads[name], b.grads[name])
+
+
+def test_a_cnn_skips_the_pixels_gradient_but_not_the_weights():
+    """Training asks for no dX: the first Conv2D (after the Unflatten) then skips its col2im, and every
+    weight gradient is what the full backward gives."""
+    rng = np.random.default_rng(0)
+    layers = lambda: [Unflatten((1, 8, 8)), Conv2D(1, 3, 3, padding=1, rng=np.random.default_rng(1)), ReLU(),
+                      MaxPool2D(2), Flatten(), Dense(3 * 4 * 4, 5, rng=np.random.default_rng(2))]
+    full, lean = Sequential(layers()), Sequential(layers())
+    X = rng.standard_normal((6, 64)).astype(np.float32)
+    for model in (full, lean):
+        _, dZ = softmax_cross_entropy(model.forward(X), rng.integers(0, 5, 6) * 0 + 1, 5)
+    dX = full.backward(dZ)
+    assert dX.shape == (6, 64)
+    assert lean.backward(dZ, need_dX=False) is None
+    assert all(np.array_equal(g, h) for g, h in zip(full.grads(), lean.grads()))
+
+
+def test_the_cnn_preset_learns_real_digits_in_seconds(mnist_dir):
+    """The cnn preset's network and recipe, shortened to 2 epochs on 2,000 real training images (32 steps),
+    scored on 1,000 test images. Over seeds 0-5 this scored 0.821 to 0.873 (seed 0: 0.827) when the test was
+    written; a broken layer or optimizer lands far below (chance is 0.1), a leak of test data far above."""
+    from types import SimpleNamespace
+
+    from numpynn.data import load_mnist
+    from numpynn.train import Run, evaluate, fit, make_config
+
+    splits = load_mnist("mnist", str(mnist_dir), dev_size=10_000, seed=0, progress=False)
+    data = SimpleNamespace(X_train=splits.X_train[:2000], y_train=splits.y_train[:2000], X_dev=None, y_dev=None)
+    run = Run.start(make_config("cnn", epochs=2, seed=0))
+    fit(run, data)
+    accuracy = evaluate(run.model, splits.X_test[:1000], splits.y_test[:1000])[1]
+    assert 0.78 <= accuracy <= 0.92, accuracy

@@ -1,6 +1,6 @@
-"""docs/math.md and the code must say the same thing.
+"""docs/math.md, docs/conv.md and the code must say the same thing.
 
-The convention, for every ```python block in docs/math.md: the nearest non-blank line above its opening fence
+The convention, for every ```python block in those pages: the nearest non-blank line above its opening fence
 is a marker, one of
     <!-- from numpynn/seed.py -->   the block is quoted from that file (a path from the repository root):
                                     every non-empty line, stripped of surrounding whitespace, must be a line
@@ -20,6 +20,7 @@ from numpynn import seed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MATH = REPO / "docs" / "math.md"
+PAGES = [MATH, REPO / "docs" / "conv.md"]  # the pages whose code blocks are checked
 QUOTE = re.compile(r"<!--\s*from\s+(\S+)\s*-->")
 EXAMPLE = re.compile(r"<!--\s*example\s*-->")
 # The functions the issue asks the page to explain; every other public function of the module must be named too.
@@ -43,30 +44,33 @@ def python_blocks(text: str):
     return blocks
 
 
-BLOCKS = python_blocks(MATH.read_text(encoding="utf-8"))
-QUOTES = [(QUOTE.fullmatch(marker).group(1), line, code) for marker, line, code in BLOCKS if QUOTE.fullmatch(marker)]
-EXAMPLES = [(line, code) for marker, line, code in BLOCKS if EXAMPLE.fullmatch(marker)]
+BLOCKS = [(page.name, *block) for page in PAGES for block in python_blocks(page.read_text(encoding="utf-8"))]
+QUOTES = [(page, QUOTE.fullmatch(marker).group(1), line, code)
+          for page, marker, line, code in BLOCKS if QUOTE.fullmatch(marker)]
+EXAMPLES = [(page, line, code) for page, marker, line, code in BLOCKS if EXAMPLE.fullmatch(marker)]
 
 
 def test_every_python_block_is_marked_as_a_quote_or_an_example():
-    unmarked = [line for marker, line, _ in BLOCKS if not (QUOTE.fullmatch(marker) or EXAMPLE.fullmatch(marker))]
-    assert not unmarked, f"docs/math.md: python blocks without a marker start at lines {unmarked}"
-    assert sum(path == "numpynn/seed.py" for path, _, _ in QUOTES) >= 10  # the page really quotes the seed
+    unmarked = [f"{page}:{line}" for page, marker, line, _ in BLOCKS
+                if not (QUOTE.fullmatch(marker) or EXAMPLE.fullmatch(marker))]
+    assert not unmarked, f"python blocks without a marker start at {unmarked}"
+    assert sum(path == "numpynn/seed.py" for _, path, _, _ in QUOTES) >= 10  # math.md really quotes the seed
+    assert sum(path == "numpynn/conv.py" for _, path, _, _ in QUOTES) >= 5  # conv.md really quotes conv.py
 
 
-@pytest.mark.parametrize("path, line, code", QUOTES, ids=[f"{p}@md{n}" for p, n, _ in QUOTES])
-def test_quoted_lines_are_lines_of_the_code(path, line, code):
+@pytest.mark.parametrize("page, path, line, code", QUOTES, ids=[f"{pg}:{n}<-{p}" for pg, p, n, _ in QUOTES])
+def test_quoted_lines_are_lines_of_the_code(page, path, line, code):
     source = REPO / path
-    assert source.is_file(), f"docs/math.md line {line}: quotes {path}, which does not exist"
+    assert source.is_file(), f"docs/{page} line {line}: quotes {path}, which does not exist"
     code_lines = {text.strip() for text in source.read_text(encoding="utf-8").splitlines()}
     changed = [text.strip() for text in code.splitlines() if text.strip() and text.strip() not in code_lines]
-    assert not changed, f"docs/math.md, block at line {line}: not lines of {path}:\n" + "\n".join(changed)
+    assert not changed, f"docs/{page}, block at line {line}: not lines of {path}:\n" + "\n".join(changed)
 
 
-@pytest.mark.parametrize("line, code", EXAMPLES, ids=[f"md{n}" for n, _ in EXAMPLES])
-def test_examples_run(line, code):
+@pytest.mark.parametrize("page, line, code", EXAMPLES, ids=[f"{pg}:{n}" for pg, n, _ in EXAMPLES])
+def test_examples_run(page, line, code):
     with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(code, f"docs/math.md:{line}", "exec"), {})
+        exec(compile(code, f"docs/{page}:{line}", "exec"), {})
 
 
 def test_every_public_function_of_the_seed_is_named():
