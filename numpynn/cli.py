@@ -460,6 +460,8 @@ SCALE, GAP = 3, 2  # augment-preview: each pixel a 3 x 3 square, 2 grey pixels (
 
 
 def cmd_augment_preview(args) -> int:
+    """A grid of --n random training digits: the top row as they are, each of the --rows rows below a fresh draw
+    of the augmentation that `numpynn train` would apply with the same preset and flags."""
     import pathlib
 
     import numpy as np

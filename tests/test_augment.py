@@ -1,7 +1,10 @@
 """Augmentation: shapes, dtypes, range and row order kept; identity parameters change nothing; a seed fixes the
 batch; the sampler, the affine maps and the Gaussian blur against slow references; one-line errors; and
 `numpynn augment-preview` as a user runs it."""
+import dataclasses
 import math
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -329,3 +332,30 @@ def test_numpynn_train_augments_and_resumes_bit_for_bit(tmp_path, tiny_mnist, ca
     assert straight.keys() == resumed.keys()
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name])
+
+
+# --- the docs say what the code does --------------------------------------------------------------------------
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_the_option_table_in_docs_training_md_matches_trainconfig():
+    from numpynn.train import TrainConfig
+
+    text = (DOCS / "training.md").read_text(encoding="utf-8")
+    table = text[text.index("| option | default | what it does |") :].split("\n\n")[0]
+    rows = dict(re.findall(r"^\| `--(augment[a-z-]*)` \| `?([^`|]+?)`? \|", table, flags=re.M))
+    expected = {f.name.replace("_", "-"): str(f.default) for f in dataclasses.fields(TrainConfig)
+                if f.name.startswith("augment")}
+    assert rows == expected
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("kind", ["affine", "elastic"])
+def test_the_committed_pictures_are_what_the_documented_command_draws(tmp_path, mnist_dir, capsys, kind):
+    code, _, err = run(capsys, "augment-preview", "--augment", kind, "--data", mnist_dir, "--out", tmp_path / "p.png")
+    assert code == 0, err
+    drawn = np.asarray(Image.open(tmp_path / "p.png"), dtype=int)
+    committed = np.asarray(Image.open(DOCS / "img" / f"augment-{kind}.png"), dtype=int)
+    assert drawn.shape == committed.shape
+    assert np.abs(drawn - committed).max() <= 1  # one grey level of slack for another machine's rounding
