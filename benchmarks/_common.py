@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -104,6 +105,20 @@ def run_json_child(command: list[str], what: str, prog: str) -> dict:
     """run_child for a command whose last line is JSON: that JSON, then the measurements."""
     stdout, usage = run_child(command, what, prog)
     return {**last_json(stdout, what, prog), **usage}
+
+
+def run_worker(workers: dict, args) -> int:
+    """In a worker process: run workers[args.worker](args) and print its result as one JSON line. On an error,
+    exit with one line for run_child to quote (a traceback first, unless numpynn said what to do itself)."""
+    try:
+        result = workers[args.worker](args)
+    except Exception as error:
+        if type(error).__name__ == "DataError":  # numpynn's own message says what to do
+            sys.exit(f"numpynn: error: {error}")
+        traceback.print_exc()
+        sys.exit(f"numpynn: error: {type(error).__name__}: {error}")
+    print(json.dumps(result))
+    return 0
 
 
 def run_main(main, prog: str) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 # The measuring process imports only the standard library (see _common.py: a heavy parent inflates the
 # children's peak RSS).
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -40,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 
 import _common  # benchmarks/_common.py: this folder is on sys.path when the script runs
 from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name, run_json_child, table, write_json
@@ -266,15 +264,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        try:
-            result = WORKERS[args.worker](args)
-        except Exception as error:  # one line for run_child to quote; a traceback too, unless it is about the data
-            if type(error).__name__ == "DataError":
-                sys.exit(f"numpynn: error: {error}")
-            traceback.print_exc()
-            sys.exit(f"numpynn: error: {type(error).__name__}: {error}")
-        print(json.dumps(result))
-        return 0
+        return _common.run_worker(WORKERS, args)
 
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)

@@ -43,7 +43,6 @@ from __future__ import annotations
 # The measuring process imports only the standard library, for the same reason as seed_speed.py: a child's
 # peak RSS on Linux starts at its parent's RSS when it was spawned, so a heavy parent inflates every child.
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -52,7 +51,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 
 import _common  # benchmarks/_common.py: this folder is on sys.path when the script runs
 from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name, run_json_child, table, write_json
@@ -334,15 +332,7 @@ def bench_python_problem(python: str, kind: str) -> str | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        try:
-            result = WORKERS[args.worker](args)
-        except Exception as error:  # one line for run_child to quote; a traceback too, unless it is about the data
-            if type(error).__name__ == "DataError":  # numpynn's own message says what to do
-                sys.exit(f"numpynn: error: {error}")
-            traceback.print_exc()
-            sys.exit(f"numpynn: error: {type(error).__name__}: {error}")
-        print(json.dumps(result))
-        return 0
+        return _common.run_worker(WORKERS, args)
 
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)

@@ -66,3 +66,16 @@ def make_mnist_dir(folder: pathlib.Path, n_train: int = 120, n_test: int = 40, s
 @pytest.fixture
 def tiny_mnist(tmp_path) -> pathlib.Path:
     return make_mnist_dir(tmp_path / "tiny")
+
+
+def run_cli(capsys, *argv):
+    """Run `numpynn ARGV...` in this process: (exit code, stdout, stderr). argparse's own errors exit through
+    SystemExit, whose code is returned like main()'s."""
+    from numpynn.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err

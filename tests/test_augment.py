@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from numpynn import augment
-from numpynn.cli import main
+
+from .conftest import run_cli
 
 AFFINE = dict(shift=2.0, rotation=12.0, scale=0.1, shear=10.0)
 ELASTIC = dict(alpha=34.0, sigma=4.0)
@@ -218,13 +219,7 @@ def test_an_empty_batch_is_fine():
 
 # --- numpynn augment-preview --------------------------------------------------------------------------------
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (exit code, stdout, stderr) of `numpynn ARGV...`, from conftest
 
 
 def read_cells(path, n, rows):

@@ -1,6 +1,5 @@
 """numpynn train / evaluate / predict / info as a user runs them, including a real SIGKILL and a real Ctrl-C."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,20 +10,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from numpynn import serialize
-from numpynn.cli import main
 
-from .conftest import make_mnist_dir
+from .conftest import make_mnist_dir, run_cli
 
 FAST = ["--hidden", "32", "--epochs", "3", "--batch-size", "16", "--dev-size", "20", "--quiet"]
 
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (exit code, stdout, stderr) of `numpynn ARGV...`, from conftest
 
 
 @pytest.fixture

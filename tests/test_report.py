@@ -19,7 +19,7 @@ from numpynn.metrics import confusion_matrix
 from numpynn.model import mlp
 from numpynn.train import Run, fit, make_config
 
-from .conftest import make_mnist_dir
+from .conftest import make_mnist_dir, run_cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIGURES = {"learning_curves.png", "confusion.png", "mistakes.png", "first_layer.png", "activations.png", "pca.png",
@@ -320,13 +320,7 @@ def test_importing_numpynn_does_not_import_matplotlib():
 
 # The command line.
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (exit code, stdout, stderr) of `numpynn ARGV...`, from conftest
 
 
 @pytest.fixture(scope="module")
