@@ -405,7 +405,7 @@ def cmd_serve(args) -> int:
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
     import uvicorn
 
-    from .web.app import create_app
+    from .web.app import create_app, one_blas_thread
     from .web.registry import default_models_dir
 
     try:
@@ -422,6 +422,7 @@ def cmd_serve(args) -> int:
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()
     app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset)
+    one_blas_thread(app)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     n = len(app.state.models.names())

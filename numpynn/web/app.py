@@ -45,6 +45,7 @@ from .registry import Models, default_models_dir
 
 MAX_BODY = 2 * 1024 * 1024  # bytes in a request body; a 280x280 JSON array of 0..1 values is well under it
 MAX_UPLOAD_PIXELS = 4_000_000  # an uploaded picture's width x height: a small PNG can claim a huge picture
+INLINE_PIXELS = 200_000  # pictures up to this size (the page's 280x280 pad) are prepared on the event loop
 SIDES = (28, 280)  # the square pixel arrays /api/predict takes: MNIST's size, and the page's canvas
 STATIC = pathlib.Path(__file__).parent / "static"
 log = logging.getLogger("numpynn.web")
@@ -86,7 +87,7 @@ def _too_large(limit: int) -> str:
 
 
 async def _send_413(send, limit: int):
-    body = json.dumps({"detail": _too_large(limit)}).encode()
+    body = json.dumps({"detail": _too_large(limit)}, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -118,13 +119,18 @@ def read_pixels(value) -> np.ndarray:
     return a
 
 
-def read_upload(data: bytes) -> np.ndarray:
-    """An uploaded picture's bytes -> the prepared (28, 28). Its size is checked from its header first."""
+def picture_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the picture's header claims them, nothing decoded; (0, 0) if Pillow cannot read it."""
     try:
         with Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN]) as probe:
-            width, height = probe.size  # the header only: nothing decoded yet
+            return probe.size
     except Exception:
-        width = height = 0  # not a picture Pillow reads: prepare names the problem in its own words
+        return 0, 0  # not a picture Pillow reads: prepare names the problem in its own words
+
+
+def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """An uploaded picture's bytes, and its claimed size -> the prepared (28, 28)."""
+    width, height = size
     if width * height > MAX_UPLOAD_PIXELS:
         raise Invalid(f"the picture is {width}x{height} pixels, over the page's limit of {MAX_UPLOAD_PIXELS:,}; "
                       f"scale it down")
@@ -214,29 +220,35 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
 
     @app.post("/api/predict", summary="Read a digit", openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
+        # Written for speed as much as for reading: a page that is drawn on asks several times a second, and
+        # the server answers everyone from one event loop. The small jobs (a JSON array, the page's 280x280
+        # PNG) run right here; only a large uploaded picture is decoded in a worker thread.
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             pixels, name = _json_digit(await request.body())
             entry = _entry(models, name)
             try:
-                digit = prepare(pixels)  # (28, 28) float32; cheap for these sizes, so on the event loop
+                digit = prepare(pixels)  # (28, 28) float32
             except ImageError as error:
                 return _blank_or_422(error, entry.name)
         elif kind == "multipart/form-data":
             data, name = await _form_digit(request)
             entry = _entry(models, name)
             try:
-                digit = await run_in_threadpool(read_upload, data)  # decoding may take a while: off the loop
+                size = picture_size(data)
+                if size[0] * size[1] <= INLINE_PIXELS:
+                    digit = read_upload(data, size)
+                else:
+                    digit = await run_in_threadpool(read_upload, data, size)
             except ImageError as error:
                 return _blank_or_422(error, entry.name)
         else:
             raise HTTPException(415, f"content type {kind or 'none'!r}: send application/json "
                                      f"{{\"pixels\": [[...]]}} or multipart/form-data with an 'image' file")
         P, hidden = entry.inside.run(digit)
-        layers = [{**info, "values": np.round(h.reshape(-1), 3).tolist()}
-                  for info, h in zip(entry.inside.describe(), hidden)]
-        result = {"model": entry.name, "blank": False, "digit": int(P.argmax()),
-                  "probabilities": np.round(P, 6).tolist(), "input": np.round(digit, 3).tolist(), "layers": layers}
+        layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
+        result = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "probabilities": _rounded(P, 6),
+                  "input": _rounded(digit, 3), "layers": layers}
         return Response(json.dumps(result), media_type="application/json")
 
     @app.get("/api/weights", summary="A hidden unit's incoming weights")
@@ -247,7 +259,7 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
         except ValueError as error:
             raise Invalid(str(error)) from None
         return {"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
-                "values": np.round(W.reshape(-1).astype(np.float64), 4).tolist()}
+                "values": _rounded(W.reshape(-1), 4)}
 
     @app.get("/api/train", summary="The training run's state, and the limits of a page run")
     async def train_status():
@@ -280,6 +292,24 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
+
+
+def one_blas_thread(app: FastAPI) -> None:
+    """Run this process's BLAS on one thread, except while a Learn-tab run trains (it gets them all back).
+
+    One digit's products are far too small to gain from threads, and when the cores are busy, waiting for
+    BLAS's threads costs more than the product itself: 784x800 for one digit measured 12 ms with two threads
+    on a loaded 2-core machine, 0.07 ms with one. `numpynn serve` calls this; tests and embedders need not."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    app.state.trainer.blas_threads = max(threads, default=None)
+    threadpool_limits(1, user_api="blas")  # for the whole process, until a run asks for more
+
+
+def _rounded(a, decimals: int) -> list:
+    """Rounded in float64, so JSON gets short numbers: a float32's 0.123 prints as 0.12300000339746475."""
+    return np.round(a.astype(np.float64), decimals).tolist()
 
 
 def _json_digit(body: bytes):

@@ -40,9 +40,13 @@ class Inside:
             following = next((n for n in names[i + 1 :] if n not in PASS_THROUGH), None)
             if name in POOLS or (name in ACTIVATIONS and following not in POOLS):
                 self.shown.append(i)
+        self.layers = self._describe()  # computed once: every prediction's answer carries it
 
     def describe(self) -> list[dict]:
         """One entry per shown layer: its index (what GET /api/weights takes), a name, units or maps, shape."""
+        return [dict(layer) for layer in self.layers]
+
+    def _describe(self) -> list[dict]:
         described = []
         for n, i in enumerate(self.shown, start=1):
             shape = self.out_shapes[i]

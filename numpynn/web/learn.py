@@ -101,6 +101,7 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._splits = None  # (key, Splits): the data stays loaded between runs
+        self.blas_threads = None  # BLAS threads for a run (None: as they are); see app.one_blas_thread
         self.options: dict = {}
 
     @property
@@ -159,18 +160,24 @@ class Trainer:
     # The run, in its own thread
 
     def _run(self, config: TrainConfig, train_images: int | None) -> None:
+        from threadpoolctl import threadpool_limits
+
         try:
-            splits = self._data(config)
-            if train_images is not None and train_images < len(splits.y_train):
-                splits = dataclasses.replace(splits, X_train=splits.X_train[:train_images],
-                                             y_train=splits.y_train[:train_images])
-            self._train(config, splits)
+            with threadpool_limits(self.blas_threads, user_api="blas"):
+                self._load_and_train(config, train_images)
         except (DataError, TrainingDiverged, ValueError, serialize.ModelFileError) as error:
             self._set("failed", message=str(error))
         except Exception as error:  # the page gets one line; the server's log gets the whole story
             traceback.print_exc(file=sys.stderr)
             self._set("failed", message=f"the run failed inside the server ({type(error).__name__}); "
                                         f"see the server's log")
+
+    def _load_and_train(self, config: TrainConfig, train_images: int | None) -> None:
+        splits = self._data(config)
+        if train_images is not None and train_images < len(splits.y_train):
+            splits = dataclasses.replace(splits, X_train=splits.X_train[:train_images],
+                                         y_train=splits.y_train[:train_images])
+        self._train(config, splits)
 
     def _data(self, config: TrainConfig):
         key = (self.dataset, config.dev_size, config.seed)

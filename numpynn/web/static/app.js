@@ -88,6 +88,8 @@ function clearPad() {
   state.drawn = false;
   state.upload = null;
   state.generation += 1;
+  clearTimeout(state.timer);
+  if (!state.inFlight) busy(false);   // else the answer in flight is dropped, and then busy(false)
   showBlank("draw a digit");
 }
 
@@ -162,7 +164,12 @@ $("#upload").addEventListener("change", (e) => {
 // ----------------------------------------------------------------------------------------------------------
 // Asking the server: throttled while drawing, at once when the pen lifts; one request at a time
 
+function busy(yes) {
+  document.body.dataset.predicting = yes ? "1" : "0";   // for people's tools and the browser test alike
+}
+
 function predictSoon(now = false) {
+  busy(true);
   if (state.inFlight) { state.again = true; return; }
   clearTimeout(state.timer);
   const wait = now ? 0 : Math.max(0, THROTTLE_MS - (performance.now() - state.lastSent));
@@ -174,8 +181,7 @@ function padBlob() {
 }
 
 async function predict() {
-  if (!state.drawn) { showBlank("draw a digit"); return; }
-  if (!state.model) { showBlank("no model yet"); return; }
+  if (!state.drawn || !state.model) { showBlank(state.drawn ? "no model yet" : "draw a digit"); busy(false); return; }
   const generation = state.generation;
   state.inFlight = true;
   state.again = false;
@@ -196,6 +202,7 @@ async function predict() {
   } finally {
     state.inFlight = false;
     if (state.again) predictSoon();
+    else busy(false);
   }
 }
 
@@ -258,11 +265,10 @@ function drawGrey(canvas, values, w, h, top = 1) {
 
 // Hidden layers: dense units as a grid of cells (brightness: the unit's output over the layer's largest);
 // feature maps as a row of small pictures. Click a unit for its incoming weights.
-const CELL = 9;
-
 function unitGrid(n) {
-  const cols = Math.min(n, Math.ceil(Math.sqrt(n * 3)));
-  return { cols, rows: Math.ceil(n / cols) };
+  const cols = Math.min(n, Math.ceil(Math.sqrt(n * 3)));   // about three times as wide as tall
+  const cell = Math.max(6, Math.min(24, Math.floor(360 / cols)));
+  return { cols, rows: Math.ceil(n / cols), cell };
 }
 
 function showInside(layers) {
@@ -291,17 +297,18 @@ function showInside(layers) {
 }
 
 function drawUnits(canvas, layer, top) {
-  const n = layer.values.length, { cols, rows } = unitGrid(n);
-  canvas.width = cols * CELL;
-  canvas.height = rows * CELL;
+  const n = layer.values.length, { cols, rows, cell } = unitGrid(n);
+  canvas.width = cols * cell;
+  canvas.height = rows * cell;
   canvas.dataset.cols = cols;
+  canvas.dataset.cell = cell;
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   layer.values.forEach((v, j) => {
     const a = Math.max(0, v) / top;   // ReLU outputs are >= 0; tanh's negatives show dark
     ctx.fillStyle = `rgb(${Math.round(255 * a)}, ${Math.round(200 * a)}, ${Math.round(90 * a)})`;
-    ctx.fillRect((j % cols) * CELL, Math.floor(j / cols) * CELL, CELL - 1, CELL - 1);
+    ctx.fillRect((j % cols) * cell, Math.floor(j / cols) * cell, cell - 1, cell - 1);
   });
 }
 
@@ -326,7 +333,8 @@ function unitAt(canvas, layer, e) {
   const box = canvas.getBoundingClientRect();
   const x = (e.clientX - box.left) * canvas.width / box.width, y = (e.clientY - box.top) * canvas.height / box.height;
   let j;
-  if (layer.kind === "units") j = Math.floor(y / CELL) * Number(canvas.dataset.cols) + Math.floor(x / CELL);
+  const cell = Number(canvas.dataset.cell);
+  if (layer.kind === "units") j = Math.floor(y / cell) * Number(canvas.dataset.cols) + Math.floor(x / cell);
   else j = Math.floor(y / canvas.dataset.tileH) * Number(canvas.dataset.per) + Math.floor(x / canvas.dataset.tileW);
   return j >= 0 && j < layer.shape[0] ? j : null;
 }
@@ -337,7 +345,7 @@ async function showUnit(layerIndex, unit) {
   try {
     const w = await api(`/api/weights?${query}`);
     const layer = state.last && state.last.layers.find((l) => l.index === layerIndex);
-    const value = layer && layer.kind === "units" ? ` outputs ${layer.values[unit]}` : "";
+    const value = layer && layer.kind === "units" ? ` (output ${layer.values[unit].toFixed(3)})` : "";
     $("#unit-title").textContent = `${layer ? layer.name.split(":")[0] : "layer " + layerIndex}, ${layer && layer.kind === "maps" ? "map" : "unit"} ${unit}${value}`;
     drawWeights($("#unit-canvas"), w.values, w.shape);
     $("#unit-note").textContent = w.shape.length === 2 && w.shape[0] === 28
@@ -401,6 +409,7 @@ async function loadTraining() {
     if (input && input.type === "number") { input.min = low; input.max = high; }
   }
   $("#epochs").value = status.default_epochs;
+  $("#max-minutes").textContent = String(Math.round(status.max_seconds / 60));
   $("#train_images").value = 50000;
   fillPreset(limits.preset[0]);
   if (status.running) follow();
@@ -505,7 +514,7 @@ function drawCurves() {
 }
 
 function chart(canvas, series) {
-  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, L = 46, B = 26, T = 8, R = 10;
+  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, L = 46, B = 26, T = 8, R = 14;
   ctx.clearRect(0, 0, W, H);
   const all = series.flatMap((s) => s.points).filter((p) => p[1] != null && Number.isFinite(p[1]));
   ctx.font = "11px system-ui, sans-serif";
@@ -524,7 +533,7 @@ function chart(canvas, series) {
   }
   ctx.stroke();
   for (let e = 0; e <= xMax; e += Math.max(1, Math.ceil(xMax / 10))) ctx.fillText(String(e), x(e) - 3, H - 8);
-  ctx.fillText("epoch", W - R - 30, H - 8);
+  ctx.fillText("epochs", 2, H - 8);
   for (const s of series) {
     const pts = s.points.filter((p) => p[1] != null);
     ctx.strokeStyle = s.color; ctx.fillStyle = s.color; ctx.lineWidth = s.dots ? 2 : 1;
