@@ -10,8 +10,9 @@ the clients: asyncio, one keep-alive HTTP/1.1 connection per client, each client
 soon as the last one is answered (a closed loop, so latency includes the wait behind the other 15 clients).
 
 The request mix, cycled in a fixed order:
-- 6 in 10: what the page sends while you draw: the 280x280 pad as a PNG, uploaded as multipart/form-data
-- 3 in 10: a JSON 28x28 array
+- 6 in 10: what the page sends while you draw: the 280x280 pad's grey levels, raw (application/octet-stream)
+- 2 in 10: a JSON 28x28 array
+- 1 in 10: the same pad as a PNG picture, uploaded as multipart/form-data
 - 1 in 10: malformed, one of: wrong shape, NaN, not JSON, not a picture, an unknown model, a body over the
   2 MB limit (it declares 3 MB; the server answers 413 at once and closes that connection)
 A request is an error if its answer is not the expected one (200 with a digit for the good ones, the expected
@@ -51,8 +52,8 @@ def build_requests(host: str):
     pad.convert("RGBA").save(png, format="PNG")  # the page's canvas.toBlob gives RGBA
     digit = (np.asarray(pad.resize((28, 28), Image.Resampling.BOX), np.float32) / 255).round(3)
 
-    def post(body: bytes, content_type: str, declared: int | None = None) -> bytes:
-        head = (f"POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+    def post(body: bytes, content_type: str, declared: int | None = None, query: str = "") -> bytes:
+        head = (f"POST /api/predict{query} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {declared if declared is not None else len(body)}\r\n\r\n")
         return head.encode() + body
 
@@ -65,8 +66,9 @@ def build_requests(host: str):
     def as_json(value) -> bytes:
         return post(json.dumps(value).encode(), "application/json")
 
-    page = ("page PNG upload", multipart(png.getvalue()), 200)
+    page = ("page raw 280x280", post(np.asarray(pad).tobytes(), "application/octet-stream"), 200)
     array = ("JSON 28x28", as_json({"pixels": digit.tolist()}), 200)
+    upload = ("PNG upload", multipart(png.getvalue()), 200)
     nan = json.dumps({"pixels": digit.tolist()}).replace("0.0", "NaN", 1).encode()
     malformed = [
         ("wrong shape", as_json({"pixels": digit[:27].tolist()}), 422),
@@ -76,9 +78,7 @@ def build_requests(host: str):
         ("unknown model", as_json({"pixels": digit.tolist(), "model": "../../etc/passwd"}), 404),
         ("body over 2 MB", post(b"[" * 65536, "application/json", declared=3_000_000), 413),
     ]
-    mix = []
-    for i in range(10):  # 6 page uploads, 3 JSON arrays, 1 malformed, interleaved
-        mix.append(page if i % 10 in (0, 2, 3, 5, 7, 8) else array if i % 10 in (1, 4, 6) else None)
+    mix = [page, array, page, upload, page, array, page, page, page, None]  # None: the next malformed one
     return mix, malformed
 
 

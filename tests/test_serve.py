@@ -140,6 +140,24 @@ def test_predict_json_28_and_280_gives_probabilities_the_prepared_input_and_hidd
         np.testing.assert_allclose(answer["layers"][0]["values"], hidden[0], atol=5e-4)
 
 
+def test_raw_grey_pixels_as_the_page_sends_them(client, folder):
+    for side in (28, 280):
+        pixels = np.rint(seven(side) * 255).astype(np.uint8)
+        response = client.post("/api/predict?model=mlp", content=pixels.tobytes(),
+                               headers={"Content-Type": "application/octet-stream"})
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["input"], prepare(pixels), atol=5e-4)
+        assert response.json()["model"] == "mlp"
+    blank = client.post("/api/predict", content=bytes(280 * 280), headers={"Content-Type": "application/octet-stream"})
+    assert blank.json() == {"model": "cnn", "blank": True, "message": "draw a digit"}
+    for size in (0, 783, 785, 280 * 280 + 1, 100 * 100):
+        response = client.post("/api/predict", content=bytes(size), headers={"Content-Type": "application/octet-stream"})
+        assert response.status_code == 422 and "784 (28x28) or 78,400 (280x280)" in response.json()["detail"]
+    unknown = client.post("/api/predict?model=../mlp", content=bytes(784),
+                          headers={"Content-Type": "application/octet-stream"})
+    assert unknown.status_code == 404
+
+
 def test_an_uploaded_picture_is_prepared_like_numpynn_predict_prepares_it(client, folder):
     # dark ink on light paper, off-centre: prepare inverts, crops, scales and centres it
     picture = 1 - seven(280)[:, 30:]
@@ -306,6 +324,7 @@ def test_the_server_answers_normally_after_every_kind_of_bad_request(client):
         post_json(client, body)
     post_json(client, b"[" * 50_000)
     post_json(client, b"0" * (MAX_BODY + 1))
+    client.post("/api/predict", content=bytes(1000), headers={"Content-Type": "application/octet-stream"})
     client.post("/api/predict", files={"image": ("x", b"junk")})
     response = post_json(client, {"pixels": seven(28).tolist(), "model": "mlp"})
     assert response.status_code == 200 and len(response.json()["probabilities"]) == 10
@@ -420,6 +439,52 @@ def test_parse_request_keeps_the_presets_values_for_what_is_left_out():
     config, n = learn.parse_request({"preset": "seed", "lr": 0.01, "train_images": 1000})
     assert config.hidden == (10,) and config.init == "seed" and config.lr == 0.01 and n == 1000
     assert config.epochs == learn.DEFAULT_EPOCHS  # the seed preset's own 30 is over the page's limit
+    assert config.warmup_epochs == 1.0  # the preset's own
+    short, _ = learn.parse_request({"preset": "seed", "epochs": 1})
+    assert short.warmup_epochs == 0.5  # a one-epoch run cannot warm up for one epoch: half of it
+
+
+BLAS_THREADS = """
+import asyncio, json, sys
+import httpx
+from threadpoolctl import threadpool_info
+from numpynn.web import learn
+from numpynn.web.app import create_app, one_blas_thread
+
+def blas():
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+seen = {"before": blas()}
+real_fit = learn.fit
+def fit(*args, **kwargs):
+    seen["training"] = blas()  # in the run's own thread
+    return real_fit(*args, **kwargs)
+learn.fit = fit
+
+async def main():  # the app on this thread's event loop, as uvicorn runs it
+    app = create_app(sys.argv[1], data_dir=sys.argv[2])
+    one_blas_thread(app)
+    seen["predictions"] = blas()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        response = await client.post("/api/train", json={"preset": "seed", "hidden": [4], "epochs": 1, "dev_size": 20})
+        assert response.status_code == 202, response.text
+        while app.state.trainer.running:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)  # the run's end hands the thread count back to this loop
+    seen["after"] = blas()
+
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+def test_serve_predicts_on_one_blas_thread_and_gives_a_training_run_all_of_them(tmp_path):
+    data = make_mnist_dir(tmp_path / "data", n_train=100, n_test=20)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", BLAS_THREADS, tmp_path / "models", data], capture_output=True,
+                            text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"before": 2, "predictions": 1, "training": 2, "after": 1}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,9 +10,11 @@
     GET  /api/train/events    the run's events as server-sent events (text/event-stream)
     GET  /docs                the OpenAPI documentation
 
-A digit arrives as JSON {"pixels": 28x28 or 280x280 numbers in [0, 1], "model": NAME} or as a picture
-uploaded as multipart/form-data (field `image`, optional field `model`). Either way it is prepared by
-numpynn.images.prepare, the function `numpynn predict` uses, so the page shows exactly what the network read.
+A digit arrives as raw grey pixels (application/octet-stream: 28x28 or 280x280 bytes, what the page's drawing
+pad sends), as JSON {"pixels": 28x28 or 280x280 numbers in [0, 1], "model": NAME}, or as a picture uploaded as
+multipart/form-data (field `image`, optional field `model`); `?model=NAME` works for all three. Every way, the
+digit is prepared by numpynn.images.prepare, the function `numpynn predict` uses, so the page shows exactly
+what the network read.
 A picture with no ink is answered {"blank": true, "message": "draw a digit"}, never with a guess.
 
 Every request is checked before work is done on it: a body over MAX_BODY bytes gets 413 before it is read
@@ -97,6 +99,15 @@ async def _send_413(send, limit: int):
 # ---------------------------------------------------------------------------------------------------------
 # Reading a digit
 
+def read_raw(body: bytes) -> np.ndarray:
+    """Raw grey pixels, one byte each (0 black, 255 white), row by row -> uint8 (n, n), n in SIDES."""
+    for side in SIDES:
+        if len(body) == side * side:
+            return np.frombuffer(body, np.uint8).reshape(side, side)   # (n, n), no copy
+    raise Invalid(f"raw pixels: {len(body):,} bytes; send 784 (28x28) or 78,400 (280x280), one grey level "
+                  f"(0-255) per pixel, row by row")
+
+
 def read_pixels(value) -> np.ndarray:
     """A JSON array of rows -> float32 (n, n), n in SIDES, every value finite and in [0, 1]; Invalid otherwise."""
     wanted = "send 28 rows of 28 numbers, or 280 rows of 280 (values in [0, 1])"
@@ -141,6 +152,9 @@ def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
 # The app
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "description": "raw grey pixels, one byte each (0 black, 255 "
+        "white), row by row: 784 bytes (28x28) or 78,400 (280x280); the model goes in the query string"}},
     "application/json": {"schema": {
         "type": "object", "required": ["pixels"], "additionalProperties": False,
         "properties": {
@@ -219,32 +233,36 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
                 "skipped": models.skipped, "folder": str(models.folder)}
 
     @app.post("/api/predict", summary="Read a digit", openapi_extra=PREDICT_BODY)
-    async def predict(request: Request):
+    async def predict(request: Request, model: str | None = Query(None, max_length=200,
+                                                                  description="a name from GET /api/models")):
         # Written for speed as much as for reading: a page that is drawn on asks several times a second, and
-        # the server answers everyone from one event loop. The small jobs (a JSON array, the page's 280x280
-        # PNG) run right here; only a large uploaded picture is decoded in a worker thread.
+        # the server answers everyone from one event loop. The small jobs (raw pixels, a JSON array, a small
+        # picture) run right here; only a large uploaded picture is decoded in a worker thread.
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/json":
+        if kind == "application/octet-stream":
+            pixels, name = read_raw(await request.body()), model
+        elif kind == "application/json":
             pixels, name = _json_digit(await request.body())
-            entry = _entry(models, name)
-            try:
-                digit = prepare(pixels)  # (28, 28) float32
-            except ImageError as error:
-                return _blank_or_422(error, entry.name)
+            name = name or model
         elif kind == "multipart/form-data":
-            data, name = await _form_digit(request)
-            entry = _entry(models, name)
-            try:
-                size = picture_size(data)
-                if size[0] * size[1] <= INLINE_PIXELS:
-                    digit = read_upload(data, size)
-                else:
-                    digit = await run_in_threadpool(read_upload, data, size)
-            except ImageError as error:
-                return _blank_or_422(error, entry.name)
+            pixels, name = await _form_digit(request)
+            name = name or model
         else:
-            raise HTTPException(415, f"content type {kind or 'none'!r}: send application/json "
-                                     f"{{\"pixels\": [[...]]}} or multipart/form-data with an 'image' file")
+            raise HTTPException(415, f"content type {kind or 'none'!r}: send application/octet-stream (raw grey "
+                                     f"pixels), application/json {{\"pixels\": [[...]]}} or multipart/form-data "
+                                     f"with an 'image' file")
+        entry = _entry(models, name)
+        try:
+            if isinstance(pixels, np.ndarray):
+                digit = prepare(pixels)  # (28, 28) float32
+            else:  # an uploaded picture's bytes
+                size = picture_size(pixels)
+                if size[0] * size[1] <= INLINE_PIXELS:
+                    digit = read_upload(pixels, size)
+                else:
+                    digit = await run_in_threadpool(read_upload, pixels, size)
+        except ImageError as error:
+            return _blank_or_422(error, entry.name)
         P, hidden = entry.inside.run(digit)
         layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
         result = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "probabilities": _rounded(P, 6),
@@ -299,12 +317,23 @@ def one_blas_thread(app: FastAPI) -> None:
 
     One digit's products are far too small to gain from threads, and when the cores are busy, waiting for
     BLAS's threads costs more than the product itself: 784x800 for one digit measured 12 ms with two threads
-    on a loaded 2-core machine, 0.07 ms with one. `numpynn serve` calls this; tests and embedders need not."""
+    on a loaded 2-core machine, 0.07 ms with one. `numpynn serve` calls this, from the thread that then runs
+    the event loop: OpenBLAS takes a new thread count only from that thread (one set from another thread is
+    ignored), so the run's end hands the change back to the event loop."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    threads = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    app.state.trainer.blas_threads = max(threads, default=None)
+    threads = max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
     threadpool_limits(1, user_api="blas")  # for the whole process, until a run asks for more
+    loops = []
+
+    def on_start():  # in POST /api/train's handler, on the event loop's thread
+        loops[:] = [asyncio.get_running_loop()]
+        threadpool_limits(threads, user_api="blas")
+
+    def on_end():  # in the run's thread
+        loops[0].call_soon_threadsafe(threadpool_limits, 1, "blas")
+
+    app.state.trainer.on_start, app.state.trainer.on_end = on_start, on_end
 
 
 def _rounded(a, decimals: int) -> list:
@@ -335,7 +364,7 @@ async def _form_digit(request: Request):
     image = form.get("image")
     if not isinstance(image, UploadFile):
         raise Invalid("send the picture as a file in the form field 'image'")
-    return await image.read(), _model_name(form.get("model"))
+    return await image.read(), _model_name(form.get("model"))  # the bytes: decoded by read_upload
 
 
 def _model_name(value):

@@ -81,8 +81,11 @@ def parse_request(options: dict) -> tuple[TrainConfig, int | None]:
         values[name] = value
     train_images = values.pop("train_images", None)
     values.setdefault("epochs", DEFAULT_EPOCHS)
-    config = make_config(values.pop("preset", "mlp"), **values)  # TrainConfig's own checks (e.g. warm-up)
-    return config, train_images
+    preset = values.pop("preset", "mlp")
+    warmup = PRESETS[preset].get("warmup_epochs", 0.0)
+    if warmup >= values["epochs"]:  # the page has no warm-up field: a run too short for the preset's gets half
+        values["warmup_epochs"] = values["epochs"] / 2
+    return make_config(preset, **values), train_images
 
 
 def _is_int(value) -> bool:
@@ -101,7 +104,9 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._splits = None  # (key, Splits): the data stays loaded between runs
-        self.blas_threads = None  # BLAS threads for a run (None: as they are); see app.one_blas_thread
+        # Called on start (in the caller's thread, before the run's thread starts) and at the run's end (in the
+        # run's thread): how app.one_blas_thread gives a run every BLAS thread and takes them back.
+        self.on_start = self.on_end = None
         self.options: dict = {}
 
     @property
@@ -117,6 +122,8 @@ class Trainer:
             self.events, self.state, self.options = [], "loading", dict(options)
             self._stop.clear()
             self._emit({"type": "start", "config": dataclasses.asdict(config), "train_images": train_images})
+            if self.on_start:
+                self.on_start()
             self._thread = threading.Thread(target=self._run, args=(config, train_images), daemon=True,
                                             name="numpynn-learn")
             self._thread.start()
@@ -160,17 +167,17 @@ class Trainer:
     # The run, in its own thread
 
     def _run(self, config: TrainConfig, train_images: int | None) -> None:
-        from threadpoolctl import threadpool_limits
-
         try:
-            with threadpool_limits(self.blas_threads, user_api="blas"):
-                self._load_and_train(config, train_images)
+            self._load_and_train(config, train_images)
         except (DataError, TrainingDiverged, ValueError, serialize.ModelFileError) as error:
             self._set("failed", message=str(error))
         except Exception as error:  # the page gets one line; the server's log gets the whole story
             traceback.print_exc(file=sys.stderr)
             self._set("failed", message=f"the run failed inside the server ({type(error).__name__}); "
                                         f"see the server's log")
+        finally:
+            if self.on_end:
+                self.on_end()
 
     def _load_and_train(self, config: TrainConfig, train_images: int | None) -> None:
         splits = self._data(config)

@@ -86,7 +86,8 @@ function clearPad() {
   ink.fillStyle = "#000";
   ink.fillRect(0, 0, pad.width, pad.height);
   state.drawn = false;
-  state.upload = null;
+  state.upload = null;     // the uploaded file, until the pad is drawn on
+  state.picture = false;   // does the pad hold an uploaded picture (in colour, perhaps)?
   state.generation += 1;
   clearTimeout(state.timer);
   if (!state.inFlight) busy(false);   // else the answer in flight is dropped, and then busy(false)
@@ -145,6 +146,7 @@ $("#upload").addEventListener("change", (e) => {
   e.target.value = "";   // choosing the same file again still fires
   if (!file) return;
   state.upload = file;
+  state.picture = true;
   state.drawn = true;
   state.generation += 1;
   const url = URL.createObjectURL(file);   // shown on the pad; the original file is what gets sent
@@ -180,6 +182,15 @@ function padBlob() {
   return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
 }
 
+function padGrey() {
+  // The pad is drawn in greys (white ink on black), so any one channel is the grey level: 280 x 280 bytes,
+  // row by row, sent as they are. The server prepares them (numpynn.images.prepare); nothing is done here.
+  const rgba = ink.getImageData(0, 0, pad.width, pad.height).data;
+  const grey = new Uint8Array(pad.width * pad.height);
+  for (let i = 0; i < grey.length; i++) grey[i] = rgba[4 * i];
+  return grey;
+}
+
 async function predict() {
   if (!state.drawn || !state.model) { showBlank(state.drawn ? "no model yet" : "draw a digit"); busy(false); return; }
   const generation = state.generation;
@@ -187,11 +198,17 @@ async function predict() {
   state.again = false;
   state.lastSent = performance.now();
   try {
-    const form = new FormData();
-    if (state.upload) form.append("image", state.upload, state.upload.name);
-    else form.append("image", await padBlob(), "pad.png");
-    form.append("model", state.model);
-    const answer = await api("/api/predict", { method: "POST", body: form });
+    const query = `/api/predict?model=${encodeURIComponent(state.model)}`;
+    let request;
+    if (state.picture) {   // an uploaded picture, perhaps drawn over: sent as a picture, for the server to read
+      const form = new FormData();
+      if (state.upload) form.append("image", state.upload, state.upload.name);
+      else form.append("image", await padBlob(), "pad.png");
+      request = { method: "POST", body: form };
+    } else {
+      request = { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: padGrey() };
+    }
+    const answer = await api(query, request);
     if (generation === state.generation) {
       showError($("#draw-error"), null);
       if (answer.blank) showBlank(answer.message);
