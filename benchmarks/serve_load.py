@@ -30,7 +30,6 @@ import io
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from _common import REPO, check_json_path, cpu_busy_before, cpu_name, run_main, 
 PROG = "serve_load"
 
 
-def build_requests(host: str):
+def build_requests(host: str, only: str | None = None):
     """The request bodies, built once: (name, raw HTTP request bytes, expected status)."""
     import numpy as np
     from PIL import Image, ImageDraw
@@ -79,6 +78,8 @@ def build_requests(host: str):
         ("body over 2 MB", post(b"[" * 65536, "application/json", declared=3_000_000), 413),
     ]
     mix = [page, array, page, upload, page, array, page, page, page, None]  # None: the next malformed one
+    if only is not None:  # one kind of good request, no malformed ones: what that kind alone costs
+        mix = [{"page": page, "json": array, "upload": upload}[only]] * 10
     return mix, malformed
 
 
@@ -128,8 +129,8 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def load(host, port, pid, n_requests, n_clients, seconds):
-    mix, malformed = build_requests(f"{host}:{port}")
+async def load(host, port, pid, n_requests, n_clients, seconds, only=None):
+    mix, malformed = build_requests(f"{host}:{port}", only)
     plan, bad = [], 0
     for i in range(n_requests):
         entry = mix[i % 10]
@@ -166,6 +167,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
     parser.add_argument("--warmup", type=int, default=500, help="requests sent first and not counted (default: 500)")
     parser.add_argument("--seconds", type=float, default=120, help="give up after this long (default: 120)")
+    parser.add_argument("--only", choices=("page", "json", "upload"),
+                        help="send only this kind of good request (default: the mix above)")
     parser.add_argument("--json", metavar="PATH", help="also write every number to a JSON file")
     args = parser.parse_args()
     if args.requests < 100 or args.clients < 1 or args.warmup < 0:
@@ -185,9 +188,9 @@ def main() -> None:
             address = line.split(" on http://")[1].split("/")[0]
             host, port = address.rsplit(":", 1)
             if args.warmup:
-                asyncio.run(load(host, int(port), server.pid, args.warmup, args.clients, args.seconds))
+                asyncio.run(load(host, int(port), server.pid, args.warmup, args.clients, args.seconds, args.only))
             results, samples, wall = asyncio.run(load(host, int(port), server.pid, args.requests, args.clients,
-                                                      args.seconds))
+                                                      args.seconds, args.only))
             cpu = cpu_seconds(server.pid)
         finally:
             server.terminate()
@@ -230,13 +233,14 @@ def report(args, results, samples, wall, busy, cpu):
         "p99_ms_all_requests": percentile(all_latency, 99), "errors": len(errors),
         "rss_mib": {"start": samples[0][1], "after_first_fifth": fifth, "end": samples[-1][1],
                     "max": max(rss for _, rss in samples)},
-        "server_cpu_s": cpu, "cpu_busy_before": busy, "machine": f"{os.cpu_count()} CPUs, {cpu_name()}",
+        "only": args.only, "server_cpu_s": cpu, "cpu_busy_before": busy, "machine": f"{os.cpu_count()} CPUs, {cpu_name()}",
         "kinds": {name: {"n": row["n"], "errors": row["errors"], "p50_ms": percentile(row["ms"], 50),
                          "p99_ms": percentile(row["ms"], 99)} for name, row in by_kind.items()},
         "first_errors": [f"{name}: got {status}, expected {expected}" for name, _, status, expected in errors[:5]],
     }
+    mix = f"only {args.only} requests" if args.only else "the mix of the page's, JSON, upload and malformed requests"
     print(f"numpynn serve under load: {summary['requests']:,} requests from {args.clients} concurrent clients "
-          f"on loopback (after {args.warmup} warm-up requests)")
+          f"on loopback (after {args.warmup} warm-up requests), {mix}")
     print(f"machine   {summary['machine']}; CPUs {busy:.0%} busy in the second before" if busy is not None
           else f"machine   {summary['machine']}")
     print(f"\n{'request':<18}{'n':>7}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}")
