@@ -7,7 +7,6 @@ skipping them. Playwright's own browser download is never used: executable_path 
 """
 import os
 import pathlib
-import shutil
 import socket
 import tempfile
 import threading

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-pytest.importorskip("fastapi")  # a dependency of numpynn; the skip only spares a half-installed checkout
 from fastapi.testclient import TestClient
 
 from numpynn import serialize
