@@ -1,6 +1,7 @@
 # The two commands of the README. Each creates .venv and installs numpynn into it on first use.
 #   make run    train the seed's network on MNIST and print its accuracy   (ARGS="--alpha 0.1" to pass flags)
 #   make test   run the test suite                                       (PYTEST_ARGS="-k data" to select)
+#   make serve  open the web page on http://127.0.0.1:8000/                 (ARGS="model.npz" to pass flags)
 PYTHON ?= python3
 VENV := .venv
 # The MNIST files: $NUMPYNN_DATA if set, else ../shared/mnist beside this checkout if it is there.
@@ -10,9 +11,12 @@ export NUMPYNN_DATA := $(abspath ../shared/mnist)
 endif
 endif
 
-.PHONY: run test clean
+.PHONY: run test serve clean
 run: $(VENV)/.installed
 	$(VENV)/bin/numpynn seed $(ARGS)
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/numpynn serve $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

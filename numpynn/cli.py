@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: augment.png)")
     _add_data_options(preview)
     preview.set_defaults(run=cmd_augment_preview)
+
     report = commands.add_parser(
         "report", help="draw what a model learned: figures and an index.html showing them",
         description="Draw a model's learning curves, confusion matrix, most confident mistakes, first-layer "
@@ -173,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(report, ReportConfig)
     _add_data_options(report)
     report.set_defaults(run=cmd_report)
+
+    serve = commands.add_parser(
+        "serve", help="open the web page: draw a digit and watch the network read it, or train one live",
+        description="Serve numpynn's web page: draw a digit and watch the network read it (and what its hidden "
+        "layers do), or train a network and watch it learn. The page lists MODEL, if given, and every model "
+        "file in the models folder, where the Learn tab saves its runs.",
+    )
+    serve.add_argument("model", metavar="MODEL", nargs="?", help="a model file to offer first (optional)")
+    serve.add_argument("--models", metavar="DIR", help="the models folder (default: $NUMPYNN_MODELS, else "
+                       "~/.local/share/numpynn/models; created when the first run is saved)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
+                       "machine only; 0.0.0.0 opens the page, and its training runs, to your network)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    _add_data_options(serve)
+    serve.set_defaults(run=cmd_serve)
     return parser
 
 
@@ -552,6 +568,53 @@ def cmd_report(args) -> int:
         print(f"not drawn: {heading}: {why}")
     print(f"Report: {out / 'index.html'}  (test accuracy {100 * report.test_accuracy:.2f}%, "
           f"expected calibration error {100 * report.ece:.2f}%)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import ipaddress
+    import pathlib
+    import socket
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is out of range: use 1 to 65535 (or 0 for any free port)")
+    if args.models is not None and not pathlib.Path(args.models).is_dir():
+        raise UsageError(f"--models {args.models}: no such folder; create it first or leave --models out")
+    if args.model is not None:
+        _, header = _load_model(args.model)  # a bad file fails here, in one line, not in the page
+        if header.get("kind") != "model":
+            raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
+    # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
+    import uvicorn
+
+    from .web.app import create_app, one_blas_thread
+    from .web.registry import default_models_dir
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise UsageError(f"--host {args.host}: not an address of this machine ({error.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)  # bound here, so a busy port is one clear line, before anything starts
+    except OSError as error:
+        sock.close()
+        raise CommandError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another "
+                           f"--port") from None
+    folder = pathlib.Path(args.models) if args.models else default_models_dir()
+    app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset)
+    one_blas_thread(app)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    n = len(app.state.models.names())
+    print(f"numpynn: serving {n} model{'s' * (n != 1)} (folder {folder}) on http://{shown}:{port}/ "
+          f"(Ctrl-C to stop)", flush=True)
+    if not ipaddress.ip_address(host).is_loopback:
+        print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
+              f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -4,8 +4,6 @@ Downloads are tested in test_download.py. The real MNIST files are used only by 
 """
 import gzip
 import hashlib
-import os
-import pathlib
 import tracemalloc
 
 import numpy as np

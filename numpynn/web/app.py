@@ -1,0 +1,407 @@
+"""The web app behind `numpynn serve`: the page, the prediction API, the training API.
+
+    GET  /                    the page (numpynn/web/static/); /static/* its CSS and JavaScript
+    GET  /api/models          the models to choose from, by name, with their hidden layers
+    POST /api/predict         a digit -> probabilities, the 28x28 the network saw, every hidden layer's output
+    GET  /api/weights         a hidden unit's incoming weights (?model=NAME&layer=I&unit=J)
+    GET  /api/train           the training run's state and the page's limits
+    POST /api/train           start a run (one at a time: a second start gets 409)
+    POST /api/train/stop      stop it; the model trained so far is saved
+    GET  /api/train/events    the run's events as server-sent events (text/event-stream)
+    GET  /docs                the OpenAPI documentation
+
+A digit arrives as raw grey pixels (application/octet-stream: 28x28 or 280x280 bytes, what the page's drawing
+pad sends), as JSON {"pixels": 28x28 or 280x280 numbers in [0, 1], "model": NAME}, or as a picture uploaded as
+multipart/form-data (field `image`, optional field `model`); `?model=NAME` works for all three. Every way, the
+digit is prepared by numpynn.images.prepare, the function `numpynn predict` uses, so the page shows exactly
+what the network read.
+A picture with no ink is answered {"blank": true, "message": "draw a digit"}, never with a guess.
+
+Every request is checked before work is done on it: a body over MAX_BODY bytes gets 413 before it is read
+whole, anything malformed 422, an unknown model 404, each with {"detail": "<one line: what is wrong and how to
+fix it>"}. A failure inside the server is logged with its traceback on the server's side only and answered 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import pathlib
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+from starlette.datastructures import UploadFile
+
+from .. import __version__
+from ..images import FORMATS, ImageError, prepare
+from .learn import MAX_SECONDS, Busy, Trainer
+from .registry import Models, default_models_dir
+
+MAX_BODY = 2 * 1024 * 1024  # bytes in a request body; a 280x280 JSON array of 0..1 values is well under it
+MAX_UPLOAD_PIXELS = 4_000_000  # an uploaded picture's width x height: a small PNG can claim a huge picture
+INLINE_PIXELS = 200_000  # pictures up to this size (the page's 280x280 pad) are prepared on the event loop
+SIDES = (28, 280)  # the square pixel arrays /api/predict takes: MNIST's size, and the page's canvas
+STATIC = pathlib.Path(__file__).parent / "static"
+log = logging.getLogger("numpynn.web")
+
+
+class Invalid(Exception):
+    """A request that is well-formed HTTP but not a valid digit or option: 422 with this one line."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The body limit, as ASGI middleware: it counts bytes as they arrive, so a huge body is refused before it is
+# held in memory, whether or not it declared its length.
+
+class BodyLimit:
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _send_413(send, self.limit)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # raised inside the app's read: its exception handler answers 413
+                raise HTTPException(413, _too_large(self.limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is over the limit of {limit:,} bytes; send a smaller picture (a 28x28 or 280x280 array)"
+
+
+async def _send_413(send, limit: int):
+    body = json.dumps({"detail": _too_large(limit)}, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading a digit
+
+def read_raw(body: bytes) -> np.ndarray:
+    """Raw grey pixels, one byte each (0 black, 255 white), row by row -> uint8 (n, n), n in SIDES."""
+    for side in SIDES:
+        if len(body) == side * side:
+            return np.frombuffer(body, np.uint8).reshape(side, side)   # (n, n), no copy
+    raise Invalid(f"raw pixels: {len(body):,} bytes; send 784 (28x28) or 78,400 (280x280), one grey level "
+                  f"(0-255) per pixel, row by row")
+
+
+def read_pixels(value) -> np.ndarray:
+    """A JSON array of rows -> float32 (n, n), n in SIDES, every value finite and in [0, 1]; Invalid otherwise."""
+    wanted = "send 28 rows of 28 numbers, or 280 rows of 280 (values in [0, 1])"
+    if not isinstance(value, list):
+        raise Invalid(f"pixels must be a list of rows; {wanted}")
+    try:
+        a = np.array(value)  # numbers give an int or float array; strings, objects, null do not
+    except (ValueError, TypeError, OverflowError):  # rows of different lengths
+        raise Invalid(f"pixels has rows of different lengths; {wanted}") from None
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] not in SIDES:
+        raise Invalid(f"pixels has shape {list(a.shape)}; {wanted}")
+    if a.dtype.kind not in "iuf":
+        raise Invalid(f"pixels must be numbers, not {'true/false' if a.dtype.kind == 'b' else 'text or null'}; {wanted}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise Invalid("pixels hold NaN or infinite values; send finite numbers in [0, 1]")
+    if a.min() < 0 or a.max() > 1:
+        raise Invalid(f"pixel values run from {a.min():g} to {a.max():g}; they must lie in [0, 1] "
+                      f"(0 black, 1 white): divide 0..255 values by 255")
+    return a
+
+
+def picture_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the picture's header claims them, nothing decoded; (0, 0) if Pillow cannot read it."""
+    try:
+        with Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN]) as probe:
+            return probe.size
+    except Exception:
+        return 0, 0  # not a picture Pillow reads: prepare names the problem in its own words
+
+
+def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """An uploaded picture's bytes, and its claimed size -> the prepared (28, 28)."""
+    width, height = size
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise Invalid(f"the picture is {width}x{height} pixels, over the page's limit of {MAX_UPLOAD_PIXELS:,}; "
+                      f"scale it down")
+    return prepare(data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The app
+
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "description": "raw grey pixels, one byte each (0 black, 255 "
+        "white), row by row: 784 bytes (28x28) or 78,400 (280x280); the model goes in the query string"}},
+    "application/json": {"schema": {
+        "type": "object", "required": ["pixels"], "additionalProperties": False,
+        "properties": {
+            "pixels": {"type": "array", "description": "28 rows of 28, or 280 rows of 280, numbers in [0, 1] "
+                       "(0 black, 1 white; ink dark on light or light on dark)",
+                       "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}},
+            "model": {"type": "string", "description": "a name from GET /api/models (default: the first)"}}}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["image"],
+        "properties": {"image": {"type": "string", "format": "binary",
+                                 "description": "a picture of one digit: PNG, JPEG, BMP, GIF, TIFF, WebP"},
+                       "model": {"type": "string"}}}}}}}
+
+
+class TrainOptions(BaseModel):
+    """A training run's options; every one left out keeps the preset's value. Ranges: GET /api/train."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    preset: str | None = None
+    hidden: list[int] | None = None
+    channels: list[int] | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    train_images: int | None = None
+    dev_size: int | None = None
+    seed: int | None = None
+
+
+def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist",
+               max_seconds: float = MAX_SECONDS) -> FastAPI:
+    """The app. models_dir: the models folder (default: default_models_dir()); model: a model file listed
+    first; data_dir and dataset: where the Learn tab's runs find MNIST (as --data and --dataset)."""
+    models = Models(models_dir if models_dir is not None else default_models_dir(), model)
+    models.refresh()
+    trainer = Trainer(models, data_dir, dataset, max_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        trainer.close()  # a run going when the server stops is stopped and saved
+
+    app = FastAPI(title="numpynn", version=__version__, lifespan=lifespan,
+                  description="Draw a digit and watch the network read it, or watch a network learn.")
+    app.state.models, app.state.trainer = models, trainer
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    index = (STATIC / "index.html").read_bytes()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query"))
+        return JSONResponse({"detail": f"{where or 'the request'}: {first.get('msg', 'is invalid')}"}, 422)
+
+    @app.exception_handler(Invalid)
+    async def invalid_digit(request, error):
+        return JSONResponse({"detail": str(error)}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal(request, error):  # the traceback goes to the server's log, never to the client
+        log.exception("error while answering %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the server failed to answer this request; its log has the details"}, 500)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return HTMLResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/models", summary="The models to choose from")
+    async def list_models():
+        entries = await run_in_threadpool(models.refresh)  # may load new files: off the event loop
+        return {"models": [entry.describe() for entry in entries],
+                "default": entries[0].name if entries else None,
+                "skipped": models.skipped, "folder": str(models.folder)}
+
+    @app.post("/api/predict", summary="Read a digit", openapi_extra=PREDICT_BODY)
+    async def predict(request: Request, model: str | None = Query(None, max_length=200,
+                                                                  description="a name from GET /api/models")):
+        # Written for speed as much as for reading: a page that is drawn on asks several times a second, and
+        # the server answers everyone from one event loop. The small jobs (raw pixels, a JSON array, a small
+        # picture) run right here; only a large uploaded picture is decoded in a worker thread.
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/octet-stream":
+            pixels, name = read_raw(await request.body()), model
+        elif kind == "application/json":
+            pixels, name = _json_digit(await request.body())
+            name = name or model
+        elif kind == "multipart/form-data":
+            pixels, name = await _form_digit(request)
+            name = name or model
+        else:
+            raise HTTPException(415, f"content type {kind or 'none'!r}: send application/octet-stream (raw grey "
+                                     f"pixels), application/json {{\"pixels\": [[...]]}} or multipart/form-data "
+                                     f"with an 'image' file")
+        entry = _entry(models, name)
+        try:
+            if isinstance(pixels, np.ndarray):
+                digit = prepare(pixels)  # (28, 28) float32
+            else:  # an uploaded picture's bytes
+                size = picture_size(pixels)
+                if size[0] * size[1] <= INLINE_PIXELS:
+                    digit = read_upload(pixels, size)
+                else:
+                    digit = await run_in_threadpool(read_upload, pixels, size)
+        except ImageError as error:
+            return _blank_or_422(error, entry.name)
+        P, hidden = entry.inside.run(digit)
+        layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
+        result = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "probabilities": _rounded(P, 6),
+                  "input": _rounded(digit, 3), "layers": layers}
+        return Response(json.dumps(result), media_type="application/json")
+
+    @app.get("/api/weights", summary="A hidden unit's incoming weights")
+    async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0), unit: int = Query(ge=0)):
+        entry = _entry(models, model)
+        try:
+            W, shape = entry.inside.weights(layer, unit)
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+        return {"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
+                "values": _rounded(W.reshape(-1), 4)}
+
+    @app.get("/api/train", summary="The training run's state, and the limits of a page run")
+    async def train_status():
+        return trainer.status()
+
+    @app.post("/api/train", status_code=202, summary="Start a training run")
+    async def train_start(options: TrainOptions | None = None):
+        values = options.model_dump(exclude_unset=True) if options is not None else {}
+        try:
+            return trainer.start(values)
+        except Busy as error:
+            raise HTTPException(409, str(error)) from None
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+
+    @app.post("/api/train/stop", summary="Stop the training run (its model is saved)")
+    async def train_stop():
+        try:
+            return trainer.stop()
+        except Busy as error:
+            raise HTTPException(409, str(error)) from None
+
+    @app.get("/api/train/events", summary="The run's events, as server-sent events")
+    async def train_events(request: Request, after: int = Query(-1, ge=-1)):
+        """Every event of the latest run after id `after` (or the Last-Event-ID header), then new ones as they
+        come; the stream ends once the run has ended and everything was sent."""
+        header = request.headers.get("last-event-id", "")
+        last = int(header) if header.isdigit() else after
+        return StreamingResponse(_stream(trainer, request, last), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+def one_blas_thread(app: FastAPI) -> None:
+    """Run this process's BLAS on one thread, except while a Learn-tab run trains (it gets them all back).
+
+    One digit's products are far too small to gain from threads, and when the cores are busy, waiting for
+    BLAS's threads costs more than the product itself: 784x800 for one digit measured 12 ms with two threads
+    on a loaded 2-core machine, 0.07 ms with one. `numpynn serve` calls this, from the thread that then runs
+    the event loop: OpenBLAS takes a new thread count only from that thread (one set from another thread is
+    ignored), so the run's end hands the change back to the event loop."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads = max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
+    threadpool_limits(1, user_api="blas")  # for the whole process, until a run asks for more
+    loops = []
+
+    def on_start():  # in POST /api/train's handler, on the event loop's thread
+        loops[:] = [asyncio.get_running_loop()]
+        threadpool_limits(threads, user_api="blas")
+
+    def on_end():  # in the run's thread
+        loops[0].call_soon_threadsafe(threadpool_limits, 1, "blas")
+
+    app.state.trainer.on_start, app.state.trainer.on_end = on_start, on_end
+
+
+def _rounded(a, decimals: int) -> list:
+    """Rounded in float64, so JSON gets short numbers: a float32's 0.123 prints as 0.12300000339746475."""
+    return np.round(a.astype(np.float64), decimals).tolist()
+
+
+def _json_digit(body: bytes):
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+        raise Invalid("the body is not valid JSON; send {\"pixels\": [[...], ...], \"model\": NAME}") from None
+    if not isinstance(data, dict) or "pixels" not in data:
+        raise Invalid("send a JSON object with \"pixels\": 28x28 or 280x280 numbers in [0, 1]")
+    extra = sorted(set(data) - {"pixels", "model"})
+    if extra:
+        raise Invalid(f"unknown field {extra[0][:40]!r}: send only \"pixels\" and \"model\"")
+    return read_pixels(data["pixels"]), _model_name(data.get("model"))
+
+
+async def _form_digit(request: Request):
+    try:
+        form = await request.form(max_files=1, max_fields=1)
+    except HTTPException as error:
+        if error.status_code == 413:
+            raise
+        raise Invalid(f"the upload is not valid multipart/form-data ({error.detail})") from None
+    image = form.get("image")
+    if not isinstance(image, UploadFile):
+        raise Invalid("send the picture as a file in the form field 'image'")
+    return await image.read(), _model_name(form.get("model"))  # the bytes: decoded by read_upload
+
+
+def _model_name(value):
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 200:
+        raise Invalid("model must be a name from GET /api/models")
+    return value
+
+
+def _entry(models: Models, name):
+    try:
+        return models.get(name)
+    except KeyError as error:
+        raise HTTPException(404, error.args[0]) from None
+
+
+def _blank_or_422(error: ImageError, model: str):
+    if ": is blank:" in str(error):  # no ink: the page says so instead of guessing
+        return JSONResponse({"model": model, "blank": True, "message": "draw a digit"})
+    raise Invalid(str(error))
+
+
+async def _stream(trainer: Trainer, request: Request, last: int):
+    idle = 0.0
+    while True:
+        running = trainer.running  # read before the events: a run that ends now has emitted its last one
+        events = trainer.events_after(last)
+        for event in events:
+            yield f"id: {event['id']}\ndata: {json.dumps(event)}\n\n"
+            last = event["id"]
+        if not events and not running:
+            return
+        idle = 0.0 if events else idle + 0.2
+        if idle >= 15:  # a comment line now and then keeps proxies from closing a quiet stream
+            yield ": still training\n\n"
+            idle = 0.0
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.2)
