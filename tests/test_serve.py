@@ -173,12 +173,13 @@ def test_the_default_model_is_the_first_listed(client):
 def test_a_cnn_shows_feature_maps(client):
     answer = post_json(client, {"pixels": seven(28).tolist(), "model": "cnn"}).json()
     assert [(layer["kind"], layer["shape"]) for layer in answer["layers"]] == \
-        [("maps", [2, 14, 14]), ("maps", [3, 7, 7]), ("units", [8])]
-    assert len(answer["layers"][0]["values"]) == 2 * 14 * 14
+        [("maps", [2, 12, 12]), ("maps", [3, 4, 4]), ("units", [8])]  # valid 5x5: 28 -> 24 -> 12 -> 8 -> 4
+    assert [layer["name"].split(":")[1].split(",")[0].strip() for layer in answer["layers"]] == ["ReLU"] * 3
+    assert len(answer["layers"][0]["values"]) == 2 * 12 * 12
     weights = client.get("/api/weights", params={"model": "cnn", "layer": answer["layers"][0]["index"], "unit": 1})
     assert weights.status_code == 200 and weights.json()["shape"] == [1, 5, 5]
     dense = client.get("/api/weights", params={"model": "cnn", "layer": answer["layers"][2]["index"], "unit": 0})
-    assert dense.json()["shape"] == [3, 7, 7] and len(dense.json()["values"]) == 3 * 7 * 7
+    assert dense.json()["shape"] == [3, 4, 4] and len(dense.json()["values"]) == 3 * 4 * 4
 
 
 @pytest.mark.parametrize("pixels", [np.zeros((280, 280)), np.ones((28, 28)), np.full((280, 280), 0.03)])

@@ -2,8 +2,8 @@
 unit's incoming weights.
 
 The hidden layers shown are the ends of the network's blocks: each activation (ReLU, tanh, ...) of a dense
-block, as H units; each pooling layer of a convolution block, as C feature maps (the activation just before a
-pooling layer is not shown separately: the pooled maps are what the next block reads). A unit's incoming
+block, as H units; the last of the pool and the activation of a convolution block, as C feature maps (numpynn's
+cnn blocks pool first, then apply the activation; either order is shown once, as what the next block reads). A unit's incoming
 weights are the column of the Dense layer that feeds it, drawn as 28x28 when that layer reads the picture
 itself; a feature map's are its convolution kernel, (C_in, k, k).
 
@@ -38,7 +38,7 @@ class Inside:
         self.shown = []  # indices of the layers whose outputs the page shows
         for i, name in enumerate(names[:-1]):
             following = next((n for n in names[i + 1 :] if n not in PASS_THROUGH), None)
-            if name in POOLS or (name in ACTIVATIONS and following not in POOLS):
+            if (name in POOLS and following not in ACTIVATIONS) or (name in ACTIVATIONS and following not in POOLS):
                 self.shown.append(i)
         self.layers = self._describe()  # computed once: every prediction's answer carries it
 
