@@ -6,9 +6,16 @@ Layout is NCHW throughout: X is (N, C, H, W), a batch of N images with C channel
 (Where W could mean the width or the kernel weights, the width is written W_in / W_out and W alone is the weights.)
 
 How the convolution works: every k x k window of the (padded) input, across all C_in channels, is laid out as
-one row of a matrix, the columns (im2col); the convolution is then one matrix product with the kernels, one
-kernel per column. Backward takes the same product's gradients, and col2im adds each row's gradient back onto
-the pixels its window covered (windows overlap, so a pixel collects from several).
+one column of a matrix, the columns (im2col); the convolution is then one matrix product of the kernels, one
+kernel per row, with it. Backward takes the same product's gradients, and col2im adds each column's gradient
+back onto the pixels its window covered (windows overlap, so a pixel collects from several). docs/conv.md
+derives it all, line by line.
+
+Memory layout: the layers take and return ordinary (N, C, H, W) arrays, but store the ones they make as
+(C, H, W, N), the batch fastest in memory (zeros_batch_last; Conv2D returns such a view). Then one kernel offset
+of every window is a long contiguous run across the batch, which makes im2col and col2im, the copies that
+move the layer's largest array, several times faster than with NCHW storage. Any (N, C, H, W) array works as
+input; the numbers do not depend on the layout.
 
 Left out on purpose: dilation, groups, non-square kernels, per-axis strides or padding, padding modes other than
 zeros, and the fast tricks (FFT, Winograd). Like every layer here, this one is a cross-correlation, as in PyTorch:
