@@ -75,7 +75,7 @@ class Conv2D(Layer):
     init: "he" W ~ N(0, 2 / fan_in), "glorot" W ~ Uniform(-a, a), a = sqrt(6 / (fan_in + fan_out)),
     with fan_in = C_in*k*k and fan_out = C_out*k*k (what one output, or one input, is connected to); b = 0.
 
-    cols is the layer's largest array (for 32 -> 64 channels, 5 x 5, a batch of 128 at 8 x 8 outputs: 41 MB).
+    cols is the layer's largest array (for 32 -> 64 channels, 5 x 5, a batch of 128 at 8 x 8 outputs: 26 MB).
     Its columns run over (i, j, n) with the batch fastest, so each row of cols, and each add of col2im, is a long
     contiguous run across the batch: the reason for the module's batch-last memory layout."""
 
