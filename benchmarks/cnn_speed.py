@@ -155,17 +155,10 @@ def work_torch(args) -> dict:
     X, y = torch.from_numpy(splits.X_train), torch.from_numpy(splits.y_train)  # shared with NumPy, no copy
     start = time.perf_counter()
     order = torch.from_numpy(run.rng.permutation(len(y)))  # the engine's order: its first permutation
-    loss_sum = 0.0
-    for first in range(0, len(y), config.batch_size):
-        batch = order[first : first + config.batch_size]
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(net(X[batch]), y[batch])
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(batch)
+    loss = _common.torch_epoch(torch, net, optimizer, X, y, order, config.batch_size)
     seconds = time.perf_counter() - start
     shown = torch.__config__.show()
-    return {"train_seconds": seconds, "samples": len(y), "train_loss": loss_sum / len(y),
+    return {"train_seconds": seconds, "samples": len(y), "train_loss": loss,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "mkldnn": bool(torch.backends.mkldnn.is_available()),
             "cpu_capability": next((line.split(":")[1].strip() for line in shown.splitlines()

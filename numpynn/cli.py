@@ -294,7 +294,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from . import serialize
-    from .train import Run, TrainingDiverged, evaluate, fit
+    from .train import Run, TrainingDiverged, evaluate, fit, model_header
 
     started = time.perf_counter()
     out = pathlib.Path(args.out)
@@ -346,14 +346,7 @@ def cmd_train(args) -> int:
         "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
         "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped, "seconds": seconds,
     }
-    header = {
-        "numpynn_version": __version__,
-        "dataset": {"name": args.dataset, "dev_size": config.dev_size, "split_seed": config.seed},
-        "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"},
-        "config": dataclasses.asdict(config),
-        "metrics": metrics,
-        "history": dataclasses.asdict(history),
-    }
+    header = model_header(config, history, metrics, args.dataset)
     serialize.save_model(out, run.model, header)
     _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
     if history.stopped == "interrupted":

@@ -449,6 +449,22 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
     return run.history
 
 
+def model_header(config: TrainConfig, history: History, metrics: dict, dataset: str, **extra) -> dict:
+    """The header of a model file written after training (serialize.save_model adds the architecture and the
+    format): which numpynn, data, split and preprocessing, the config, the final metrics and the history."""
+    from . import __version__
+
+    return {
+        "numpynn_version": __version__,
+        "dataset": {"name": dataset, "dev_size": config.dev_size, "split_seed": config.seed},
+        "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"},
+        "config": asdict(config),
+        "metrics": metrics,
+        "history": asdict(history),
+        **extra,
+    }
+
+
 def _epoch_line(row: dict, epochs: int) -> str:
     dev = f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}" if row["dev_loss"] is not None else ""
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"

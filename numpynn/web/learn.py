@@ -18,9 +18,9 @@ import threading
 import time
 import traceback
 
-from .. import __version__, serialize
+from .. import serialize
 from ..data import DataError, load_mnist
-from ..train import PRESETS, Run, TrainConfig, TrainingDiverged, evaluate, fit, make_config
+from ..train import PRESETS, Run, TrainConfig, TrainingDiverged, evaluate, fit, make_config, model_header
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
 MAX_POINTS = 500  # batch points per run: the curves stay light however many batches there are
@@ -227,15 +227,7 @@ class Trainer:
                    "train_images": len(splits.y_train)}
         if history.epochs:
             metrics |= {"dev_accuracy": history.epochs[-1]["dev_accuracy"], "dev_loss": history.epochs[-1]["dev_loss"]}
-        header = {
-            "numpynn_version": __version__,
-            "dataset": {"name": self.dataset, "dev_size": config.dev_size, "split_seed": config.seed},
-            "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"},
-            "config": dataclasses.asdict(config),
-            "metrics": metrics,
-            "history": dataclasses.asdict(history),
-            "trained_by": "numpynn serve (the Learn tab)",
-        }
+        header = model_header(config, history, metrics, self.dataset, trained_by="numpynn serve (the Learn tab)")
         path = self._new_path(config.preset)
         serialize.save_model(path, run.model, header)
         self.models.refresh()
