@@ -213,6 +213,15 @@ def check_json_path(parser, path: str | None) -> None:
         parser.error(f"--json {path}: its folder does not exist")
 
 
+def check_runs(parser, text: str, kinds) -> list[str]:
+    """--runs LIST as a list of kinds; a parser error names any that is not one of `kinds`."""
+    runs = [kind.strip() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in runs if kind not in kinds]
+    if unknown or not runs:
+        parser.error(f"--runs: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(kinds)}")
+    return runs
+
+
 def write_json(path: str, report: dict) -> None:
     """Write the report whole or not at all: a temporary file next to `path`, then an atomic rename."""
     target = pathlib.Path(path).resolve()

@@ -303,10 +303,7 @@ def parse_args(argv=None):
     parser.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)  # internal: one child
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)  # internal: torch's threads
     args = parser.parse_args(argv)
-    args.runs = [kind.strip() for kind in args.runs.split(",") if kind.strip()]
-    unknown = [kind for kind in args.runs if kind not in KINDS]
-    if unknown or not args.runs:
-        parser.error(f"--runs: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(KINDS)}")
+    args.runs = _common.check_runs(parser, args.runs, KINDS)
     if args.repeat < 1 or args.batch_size < 1 or not args.lr > 0:
         parser.error("--repeat and --batch-size must be 1 or more, --lr above 0")
     check_json_path(parser, args.json)
