@@ -198,7 +198,11 @@ class MaxPool2D(Pool2D):
         dX = zeros_batch_last(self.X_shape, dY.dtype)  # (N, C, H_in, W_in)
         for (u, v), is_max in zip(np.ndindex(self.size, self.size), self.is_max):
             # dY lands on each window's max, 0 elsewhere: col2im's add for offset (u, v)
-            dX[:, :, u : u + s * H_out : s, v : v + s * W_out : s] += dY * is_max
+            dX_uv = dX[:, :, u : u + s * H_out : s, v : v + s * W_out : s]  # a view: offset (u, v) of every window
+            if s >= self.size:  # windows that do not overlap: no pixel gets two dY, so write them in place
+                np.multiply(dY, is_max, out=dX_uv)
+            else:
+                dX_uv += dY * is_max
         return dX  # (N, C, H_in, W_in)
 
 
