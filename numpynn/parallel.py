@@ -83,12 +83,15 @@ class DataParallel:
             for replica, (a, b) in zip(self.replicas, slices):
                 replica.layers[i].rng.U = U[a:b]
 
+        errors = np.geterr()  # NumPy's floating-point error settings are per thread: the caller's apply to all
+
         def run(t):
             (a, b), replica = slices[t], self.replicas[t]
-            Z_t = replica.forward(X[a:b], train=True)  # (n_t, K)
-            loss_t, dZ_t = softmax_cross_entropy(Z_t, y[a:b], K, label_smoothing)  # a mean over the slice
-            share = (b - a) / N  # a Python float, so dZ_t stays float32
-            replica.backward(dZ_t * share, need_dX=False)  # its part of the whole batch's mean
+            with np.errstate(**errors):
+                Z_t = replica.forward(X[a:b], train=True)  # (n_t, K)
+                loss_t, dZ_t = softmax_cross_entropy(Z_t, y[a:b], K, label_smoothing)  # a mean over the slice
+                share = (b - a) / N  # a Python float, so dZ_t stays float32
+                replica.backward(dZ_t * share, need_dX=False)  # its part of the whole batch's mean
             return loss_t * share, Z_t, replica.grads()
 
         futures = [self.pool.submit(run, t) for t in range(1, len(slices))]

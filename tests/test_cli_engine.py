@@ -62,6 +62,8 @@ def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path, tiny
         (["--architecture", "cnn", "--init", "seed"], "init"),
         (["--channels", "0"], "--channels"),
         (["--eps", "0"], "--eps"),
+        (["--threads", "0"], "--threads"),
+        (["--threads", "2", "--batchnorm"], "batchnorm"),
         (["--preset", "seed", "--epochs", "1"], "--warmup-epochs"),  # the preset warms up for 1 epoch
         (["--preset", "giant"], "--preset"),
         (["--out", "model.pkl"], ".npz"),
