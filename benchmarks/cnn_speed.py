@@ -7,16 +7,20 @@ What it measures
     (Pooling before the ReLU computes exactly what ReLU-then-pool does; PyTorch runs the same order.)
     --padding valid (the preset's, and the default here) gives 28 -> 24 -> 12 -> 8 -> 4 pixels; --padding same
     keeps 28 -> 28 -> 14 -> 14 -> 7 and costs about 2.5 times the arithmetic.
-    Two ways, each in its own subprocess:
+    Three ways, each in its own subprocess:
 
     engine    numpynn itself: Run.start(make_config("cnn", epochs=1, schedule="constant", dropout=0,
-              label_smoothing=0)) and fit(), with no progress bar, log, checkpoint or dev set: the clock covers
-              fit()'s one epoch, all of it (the permutation, the batch gathers, forward, loss, backward, Adam).
+              label_smoothing=0, threads=T)) and fit(), with no progress bar, log, checkpoint or dev set: the
+              clock covers fit()'s one epoch, all of it (the permutation, the batch gathers, forward, loss,
+              backward, Adam). T is the number of threads NumPy's BLAS uses (the cores), as for PyTorch: each
+              batch runs as T slices at once, one thread each (numpynn/parallel.py; the cnn preset's 2).
+    engine1   the same with threads=1: one slice, BLAS on every core, NumPy's other work on one.
     torch     PyTorch on the CPU: nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, F.cross_entropy,
-              torch.optim.Adam, with torch.set_num_threads set to the number of threads NumPy's BLAS uses.
+              torch.optim.Adam, with torch.set_num_threads(T).
 
-    Both start from the same initial weights (numpynn's, for seed 0) and visit the images in the same order,
-    so they compute the same thing: their mean training loss over the epoch is printed as the check.
+    All start from the same initial weights (numpynn's, for seed 0) and visit the images in the same order,
+    so they compute the same thing: their mean training loss over the epoch is printed as the check (it
+    differs in the fourth digit: float32 rounds differently in each). The ratio compares engine with torch.
     Dropout and label smoothing are off in both for that reason (the preset's dropout acts on the 128 dense
     units only, a negligible cost). `--repeat N` runs each N times, round-robin; the table shows the best and
     the median. Compare numbers only within one run of this script.
@@ -45,8 +49,8 @@ from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name,
 
 PROG = "cnn_speed"
 ENGINE_CODE = [REPO / "numpynn" / name for name in ("train.py", "model.py", "layers.py", "conv.py", "losses.py",
-                                                     "optim.py")]
-KINDS = {"engine": "numpynn engine (fit)", "torch": "PyTorch (CPU)"}
+                                                     "optim.py", "parallel.py")]
+KINDS = {"engine": "numpynn engine (fit)", "engine1": "numpynn, --threads 1", "torch": "PyTorch (CPU)"}
 ENV_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS")
 TARGET = 1.3  # the issue's: numpynn's epoch takes at most this many times PyTorch's
@@ -55,7 +59,7 @@ TARGET = 1.3  # the issue's: numpynn's epoch takes at most this many times PyTor
 # ---------------------------------------------------------------------------------------------------------
 # Worker processes: each prints one JSON line.
 
-def _setup(args):
+def _setup(args, threads: int = 1):
     """What both workers share: the training split (no dev set), the config, the engine's initial weights
     and the order of the epoch."""
     sys.path.insert(0, str(REPO))  # the working tree's numpynn, whichever venv runs this
@@ -67,7 +71,7 @@ def _setup(args):
     from numpynn.train import Run, make_config
 
     config = make_config("cnn", epochs=1, schedule="constant", warmup_epochs=0.0, dropout=0.0,
-                         label_smoothing=0.0, padding=args.padding, batch_size=args.batch_size)
+                         label_smoothing=0.0, padding=args.padding, batch_size=args.batch_size, threads=threads)
     splits = load_mnist("mnist", args.data, dev_size=config.dev_size, seed=config.seed, progress=False)
     splits = dataclasses.replace(splits, X_dev=None, y_dev=None)  # no dev set: fit() then times training only
     run = Run.start(config)
@@ -102,10 +106,10 @@ def describe_network(model) -> str:
     return ", ".join(words)
 
 
-def work_engine(args) -> dict:
+def work_engine(args, threads=None) -> dict:
     from numpynn.train import fit
 
-    config, splits, run, np = _setup(args)
+    config, splits, run, np = _setup(args, args.threads if threads is None else threads)
     start = time.perf_counter()
     history = fit(run, splits)  # one epoch; no progress, log, checkpoint or dev set
     seconds = time.perf_counter() - start
@@ -165,7 +169,8 @@ def work_torch(args) -> dict:
                                     if "CPU capability" in line), "?")}
 
 
-WORKERS = {"probe": work_probe, "engine": work_engine, "torch": work_torch}
+WORKERS = {"probe": work_probe, "engine": work_engine, "engine1": lambda args: work_engine(args, threads=1),
+           "torch": work_torch}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ def print_report(report: dict) -> None:
     print(f"machine   {machine['cpus']} CPUs, {machine['cpu']}, Python {info['python']}")
     code = report["engine_sha256"]
     changed = "" if code["before"] == code["after"] else f", CHANGED during the runs to {code['after']}"
-    print(f"code      numpynn (train, model, layers, conv, losses, optim) sha256 {code['before']}{changed}")
+    print(f"code      numpynn (train, model, layers, conv, losses, optim, parallel) sha256 {code['before']}{changed}")
     if report["skipped"]:
         print(f"skipped   torch: {report['skipped']}")
     print()
@@ -217,7 +222,7 @@ def print_report(report: dict) -> None:
         every = "  ".join(f"{run['train_seconds']:.2f}" for run in result["runs"])
         print(f"{KINDS[kind]:<22}  every run (s): {every}")
     print()
-    print("loss:   mean training loss over the epoch: both start from the same weights and visit the same order.")
+    print("loss:   mean training loss over the epoch: all start from the same weights and visit the same order.")
     print("others: the largest share of all CPUs that other processes used during one of the row's runs.")
     if report["ratio"]:
         r = report["ratio"]

@@ -182,6 +182,7 @@ def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
 def config_from_json(data: dict) -> TrainConfig:
     """A TrainConfig from a model header's or a checkpoint's dict (JSON has lists where we have tuples)."""
     values = dict(data)
+    values.setdefault("threads", 1)  # written before --threads existed: every run then had one thread
     return make_config(values.pop("preset", "mlp"), **values)
 
 

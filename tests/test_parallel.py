@@ -141,3 +141,13 @@ def test_data_parallel_refuses_one_thread_and_batchnorm():
 
 def test_the_cnn_preset_trains_on_two_threads():
     assert make_config("cnn").threads == 2 and make_config("mlp").threads == 1
+
+
+def test_a_checkpoint_from_before_threads_existed_resumes_on_one_thread(tmp_path):
+    """The cnn preset now trains on 2 threads; a run saved before --threads existed had 1, and must go on with 1."""
+    data = square_blobs(n=90, side=16)
+    config = make_config("cnn", channels=(2, 3), hidden=(8,), epochs=2, batch_size=30, threads=1)
+    train(config, data, checkpoint=tmp_path / "c.npz")
+    arrays, header = serialize.load(tmp_path / "c.npz")
+    del header["config"]["threads"]
+    assert Run.resume(arrays, header).config.threads == 1
