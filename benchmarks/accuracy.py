@@ -96,7 +96,7 @@ RUNS: dict[str, tuple[list[str], Target]] = {
 }
 DEFAULT = ("seed", "mlp", "mlp-60s", "mlp-15s")  # what runs without --only: the quick ones
 SHOWN = ("architecture", "hidden", "augment", "init", "optimizer", "lr", "schedule", "warmup_epochs", "batch_size", "epochs", "label_smoothing",
-         "dropout", "seed")  # the config fields printed under the table (the JSON file has them all)
+         "dropout", "threads", "seed")  # the config fields printed under the table (the JSON file has them all)
 
 
 BLAS_PROBE = f"""
