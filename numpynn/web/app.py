@@ -31,6 +31,7 @@ import logging
 import pathlib
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -265,9 +266,8 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
             return _blank_or_422(error, entry.name)
         P, hidden = entry.inside.run(digit)
         layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
-        result = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "probabilities": _rounded(P, 6),
-                  "input": _rounded(digit, 3), "layers": layers}
-        return Response(json.dumps(result), media_type="application/json")
+        return _json({"model": entry.name, "blank": False, "digit": int(P.argmax()),
+                      "probabilities": _rounded(P, 6), "input": _rounded(digit, 3), "layers": layers})
 
     @app.get("/api/weights", summary="A hidden unit's incoming weights")
     async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0), unit: int = Query(ge=0)):
@@ -276,8 +276,8 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
             W, shape = entry.inside.weights(layer, unit)
         except ValueError as error:
             raise Invalid(str(error)) from None
-        return {"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
-                "values": _rounded(W.reshape(-1), 4)}
+        return _json({"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
+                      "values": _rounded(W.reshape(-1), 4)})
 
     @app.get("/api/train", summary="The training run's state, and the limits of a page run")
     async def train_status():
@@ -336,16 +336,29 @@ def one_blas_thread(app: FastAPI) -> None:
     app.state.trainer.on_start, app.state.trainer.on_end = on_start, on_end
 
 
-def _rounded(a, decimals: int) -> list:
-    """Rounded in float64, so JSON gets short numbers: a float32's 0.123 prints as 0.12300000339746475."""
-    return np.round(a.astype(np.float64), decimals).tolist()
+def _rounded(a: np.ndarray, decimals: int) -> np.ndarray:
+    """Rounded, for short numbers in the answer: 0.123 rather than 0.12345678. Left in the array's own dtype
+    (float32 for numpynn's models): orjson writes a float32 as the shortest text that reads back as that
+    float32, so 0.123 stays 0.123 (written through float64 it would be 0.12300000339746475)."""
+    return np.round(a, decimals)
+
+
+def _json(content: dict) -> Response:
+    """An answer holding NumPy arrays, as JSON. orjson writes the arrays itself, about ten times faster than
+    json.dumps writes the same numbers as Python lists: with 784 input pixels and a few hundred hidden values
+    in every prediction, that was a fifth of the server's time under load. Arrays become nested lists, as
+    tolist() would make them."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def _json_digit(body: bytes):
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
-        raise Invalid("the body is not valid JSON; send {\"pixels\": [[...], ...], \"model\": NAME}") from None
+        data = orjson.loads(body)  # strict JSON, a few times faster than json.loads
+    except orjson.JSONDecodeError:
+        try:  # Python's json also reads NaN and Infinity, so that read_pixels can say what is wrong with them
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+            raise Invalid("the body is not valid JSON; send {\"pixels\": [[...], ...], \"model\": NAME}") from None
     if not isinstance(data, dict) or "pixels" not in data:
         raise Invalid("send a JSON object with \"pixels\": 28x28 or 280x280 numbers in [0, 1]")
     extra = sorted(set(data) - {"pixels", "model"})
