@@ -47,7 +47,7 @@ import pathlib
 import secrets
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 
 class ImageError(ValueError):
@@ -196,16 +196,18 @@ def _decode(picture: Image.Image, name: str):
     """A PIL image (header read, perhaps not yet decoded) -> grey, alpha."""
     _check_size(*picture.size, name)
     picture.load()                                        # decoding happens here: damaged files fail here
-    picture = ImageOps.exif_transpose(picture)            # a phone's photo, upright
+    if picture.getexif().get(ExifTags.Base.Orientation, 1) != 1:   # what exif_transpose looks at
+        picture = ImageOps.exif_transpose(picture)        # a phone's photo, upright (a copy: only when needed)
     if picture.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         # 16-bit, 32-bit and float greys: Pillow's convert("L") clips these rather than scaling them.
         return _scale(np.asarray(picture), name), None
     if "A" in picture.getbands() or "a" in picture.getbands() or picture.has_transparency_data:
-        rgba = picture.convert("RGBA")                    # P with a transparent colour, LA, PA, RGBa: all RGBA
+        # P with a transparent colour, LA, PA, RGBa: all RGBA (converting RGBA itself would only copy it)
+        rgba = picture if picture.mode == "RGBA" else picture.convert("RGBA")
         grey = np.asarray(rgba.convert("L"))              # (H, W) uint8
+        if rgba.getextrema()[3][0] == 255:  # opaque everywhere (a browser's canvas.toBlob, many screenshots)
+            return grey, None                             # nothing to flatten
         alpha = np.asarray(rgba.getchannel("A"))          # (H, W) uint8
-        if alpha.min() == 255:  # opaque everywhere (a browser's canvas.toBlob, many screenshots): nothing to flatten
-            return grey, None
         return grey.astype(np.float32) / 255, alpha.astype(np.float32) / 255
     try:
         grey = picture.convert("L")                       # 1, L, P, RGB, CMYK, YCbCr, ...
