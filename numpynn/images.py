@@ -205,10 +205,10 @@ def _decode(picture: Image.Image, name: str):
         # P with a transparent colour, LA, PA, RGBa: all RGBA (converting RGBA itself would only copy it)
         rgba = picture if picture.mode == "RGBA" else picture.convert("RGBA")
         grey = np.asarray(rgba.convert("L"))              # (H, W) uint8
-        if rgba.getextrema()[3][0] == 255:  # opaque everywhere (a browser's canvas.toBlob, many screenshots)
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema()[0] == 255:  # opaque everywhere (a browser's canvas.toBlob, many screenshots)
             return grey, None                             # nothing to flatten
-        alpha = np.asarray(rgba.getchannel("A"))          # (H, W) uint8
-        return grey.astype(np.float32) / 255, alpha.astype(np.float32) / 255
+        return grey.astype(np.float32) / 255, np.asarray(alpha, np.float32) / 255   # (H, W) each
     try:
         grey = picture.convert("L")                       # 1, L, P, RGB, CMYK, YCbCr, ...
     except ValueError:
