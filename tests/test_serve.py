@@ -1,4 +1,5 @@
 """numpynn serve: the API with FastAPI's TestClient (good and bad inputs, training runs), and the command itself."""
+import asyncio
 import io
 import json
 import os
@@ -234,6 +235,29 @@ def test_fast_predict_answers_as_the_declared_route_does(folder):
     assert [status for status, _ in answers[0]] == [200, 200, 200, 422, 404, 415, 422]
     assert answers[0][:6] == answers[1][:6]
     assert answers[0][6][1]["detail"] == "model must be a name from GET /api/models"  # FastAPI words its own
+
+
+@pytest.mark.parametrize("slice_s, expected", [(0.0, ["A", "looked", "B", "C", "D"]),    # after every turn
+                                                 (60.0, ["A", "B", "C", "D", "looked"])])  # not within a slice
+def test_predictions_take_turns_in_order_and_the_loop_looks_between_slices(slice_s, expected):
+    from numpynn.web.app import Turns
+
+    async def main():
+        turns, order = Turns(slice_s), []
+        loop = asyncio.get_running_loop()
+
+        async def request(name):
+            async with turns.take():
+                order.append(name)
+                if name == "A":  # something the loop has to do, such as reading a new request
+                    loop.call_soon(order.append, "looked")
+
+        async with turns.take():  # a first turn: the slice starts
+            pass
+        await asyncio.gather(*(request(name) for name in ["A", "B", "C", "D"]))
+        return order
+
+    assert asyncio.run(main()) == expected  # and the turns in the order the requests came
 
 
 def test_an_uploads_form_is_closed(client, monkeypatch):

