@@ -171,6 +171,66 @@ def test_prepare_many_stacks_rows():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The fast path for 8-bit grey pictures (the web page's drawing pad) gives the same digit, to the bit
+
+def random_pictures(n, seed=0):
+    """n uint8 pictures of every kind _ink meets: dark or light or mid-grey paper, clean or grainy, with a
+    few strokes of any level, or none (blank), tiny to pad-sized, square or not."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = rng.integers(1, 60, 2) if i % 3 else rng.choice([28, 280], 2)
+        paper = rng.choice([0, 255, int(rng.integers(0, 256))])
+        picture = Image.new("L", (int(w), int(h)), int(paper))
+        draw = ImageDraw.Draw(picture)
+        for _ in range(rng.integers(0, 4)):                              # 0 strokes: a blank picture
+            draw.line([tuple(rng.integers(0, [w, h])) for _ in range(3)], fill=int(rng.integers(0, 256)),
+                      width=int(rng.integers(1, 8)))
+        a = np.asarray(picture, np.float32) + rng.normal(0, rng.choice([0, 3, 15]), (h, w))   # grain
+        yield np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def prepared_or_error(image):
+    try:
+        return prepare(image)
+    except ImageError as error:
+        return str(error)
+
+
+def test_uint8_pictures_prepare_exactly_as_the_same_pixels_as_floats():
+    # uint8 goes through _ink_of_levels (a histogram, a table of 256 levels, only the ink's box in floats);
+    # the same pixels as float32 in [0, 1] go through _ink, which works on every pixel: the straightforward
+    # reference. Same digit to the bit, or the same one-line error.
+    blank = 0
+    for a in random_pictures(300):
+        fast, reference = prepared_or_error(a), prepared_or_error(a.astype(np.float32) / 255)
+        if isinstance(reference, str):
+            assert fast == reference
+            blank += 1
+        else:
+            assert isinstance(fast, np.ndarray) and fast.dtype == np.float32
+            np.testing.assert_array_equal(fast, reference)
+    assert 20 < blank < 200                                # both kinds of picture were tried
+
+
+def test_an_opaque_rgba_picture_prepares_as_the_grey_picture_with_its_alpha():
+    # A browser's canvas gives RGBA PNGs that are opaque everywhere: read as plain grey, nothing to flatten.
+    # The reference: the same grey and alpha as a (H, W, 2) array, which goes through _flatten.
+    for a in [np.asarray(seven(ink=0, paper=255)), np.asarray(seven(0.7))]:
+        rgba = Image.fromarray(a).convert("RGBA")
+        reference = np.stack([a.astype(np.float32) / 255, np.ones(a.shape, np.float32)], axis=2)   # (H, W, 2)
+        np.testing.assert_array_equal(prepare(encoded(rgba, "PNG")), prepare(reference))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 1116, 1117])
+def test_the_median_of_levels_is_numpys_median(n):
+    rng = np.random.default_rng(n)
+    values = rng.random(256).astype(np.float32)           # in no order, with the ties of a level table
+    values[::7] = values[3]
+    counts = rng.multinomial(n, rng.dirichlet(np.full(256, 0.05)))
+    assert images._median_of_levels(values, counts) == np.median(np.repeat(values, counts))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Errors: one line, naming the file and what to do
 
 def png_header_claiming(width, height) -> bytes:

@@ -1,4 +1,5 @@
 """numpynn serve: the API with FastAPI's TestClient (good and bad inputs, training runs), and the command itself."""
+import asyncio
 import io
 import json
 import os
@@ -201,6 +202,77 @@ def test_a_units_incoming_weights_are_its_column_of_W_as_28x28(client, folder):
     data = response.json()
     assert data["shape"] == [28, 28]
     np.testing.assert_allclose(data["values"], model.layers[0].params["W"][:, 5], atol=5e-5)
+
+
+def test_the_answer_holds_short_numbers(client):
+    # orjson writes the float32 arrays rounded in float32: 0.123, never 0.12300000339746475
+    answer = post_json(client, {"pixels": seven(280).tolist(), "model": "cnn"}).json()
+    for values, decimals in [(answer["probabilities"], 6), (np.ravel(answer["input"]), 3),
+                             *[(layer["values"], 3) for layer in answer["layers"]]]:
+        assert all(v == round(v, decimals) for v in values)
+    assert max(np.ravel(answer["input"])) == 1.0   # prepare's levels: the brightest pixel is 1
+    weights = client.get("/api/weights", params={"model": "mlp", "layer": 1, "unit": 5}).json()["values"]
+    assert all(v == round(v, 4) for v in weights)
+
+
+def test_fast_predict_answers_as_the_declared_route_does(folder):
+    # FastPredict answers POST /api/predict before FastAPI does; without it, the declared route (the one
+    # /docs shows) must give the very same answers, good and bad.
+    requests = [dict(json={"pixels": seven(28).tolist(), "model": "mlp"}),
+                dict(content=np.rint(seven(280) * 255).astype(np.uint8).tobytes(), params={"model": "cnn"},
+                     headers={"Content-Type": "application/octet-stream"}),
+                dict(files={"image": ("seven.png", png(seven(280)), "image/png")}),
+                dict(json={"pixels": [[0.5]]}), dict(json={"pixels": seven(28).tolist(), "model": "nope"}),
+                dict(content=b"x", headers={"Content-Type": "text/plain"}),
+                dict(json={"pixels": seven(28).tolist()}, params={"model": "m" * 201})]
+    answers = []
+    for fast in (True, False):
+        app = create_app(folder)
+        if not fast:
+            app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != "FastPredict"]
+        with TestClient(app, raise_server_exceptions=False) as client:
+            answers.append([(r.status_code, r.json()) for r in (client.post("/api/predict", **kw) for kw in requests)])
+    assert [status for status, _ in answers[0]] == [200, 200, 200, 422, 404, 415, 422]
+    assert answers[0][:6] == answers[1][:6]
+    assert answers[0][6][1]["detail"] == "model must be a name from GET /api/models"  # FastAPI words its own
+
+
+@pytest.mark.parametrize("slice_s, expected", [(0.0, ["A", "looked", "B", "C", "D"]),    # after every turn
+                                                 (60.0, ["A", "B", "C", "D", "looked"])])  # not within a slice
+def test_predictions_take_turns_in_order_and_the_loop_looks_between_slices(slice_s, expected):
+    from numpynn.web.app import Turns
+
+    async def main():
+        turns, order = Turns(slice_s), []
+        loop = asyncio.get_running_loop()
+
+        async def request(name):
+            async with turns.take():
+                order.append(name)
+                if name == "A":  # something the loop has to do, such as reading a new request
+                    loop.call_soon(order.append, "looked")
+
+        async with turns.take():  # a first turn: the slice starts
+            pass
+        await asyncio.gather(*(request(name) for name in ["A", "B", "C", "D"]))
+        return order
+
+    assert asyncio.run(main()) == expected  # and the turns in the order the requests came
+
+
+def test_an_uploads_form_is_closed(client, monkeypatch):
+    from starlette.datastructures import FormData
+    closed = []
+    close = FormData.close
+
+    async def counted(self):
+        closed.append(True)
+        await close(self)
+
+    monkeypatch.setattr(FormData, "close", counted)
+    client.post("/api/predict", files={"image": ("seven.png", png(seven(280)), "image/png")})
+    client.post("/api/predict", files={"other": ("seven.png", png(seven(280)), "image/png")})
+    assert closed == [True, True]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ A picture with no ink is answered {"blank": true, "message": "draw a digit"}, ne
 Every request is checked before work is done on it: a body over MAX_BODY bytes gets 413 before it is read
 whole, anything malformed 422, an unknown model 404, each with {"detail": "<one line: what is wrong and how to
 fix it>"}. A failure inside the server is logged with its traceback on the server's side only and answered 500.
+
+POST /api/predict is answered by the FastPredict middleware, ahead of FastAPI's routing (for speed: see there);
+its route is declared like the others, for /docs.
 """
 from __future__ import annotations
 
@@ -29,8 +32,10 @@ import io
 import json
 import logging
 import pathlib
+import time
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -48,8 +53,10 @@ from .registry import Models, default_models_dir
 MAX_BODY = 2 * 1024 * 1024  # bytes in a request body; a 280x280 JSON array of 0..1 values is well under it
 MAX_UPLOAD_PIXELS = 4_000_000  # an uploaded picture's width x height: a small PNG can claim a huge picture
 INLINE_PIXELS = 200_000  # pictures up to this size (the page's 280x280 pad) are prepared on the event loop
+SLICE = 0.002  # seconds of predictions before the event loop looks for new requests (see Turns)
 SIDES = (28, 280)  # the square pixel arrays /api/predict takes: MNIST's size, and the page's canvas
 STATIC = pathlib.Path(__file__).parent / "static"
+INTERNAL = "the server failed to answer this request; its log has the details"  # a 500's whole answer
 log = logging.getLogger("numpynn.web")
 
 
@@ -149,6 +156,98 @@ def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# POST /api/predict
+
+class Turns:
+    """Predictions take turns at the CPU work, first come, first served.
+
+    Why: the event loop runs all the requests that are ready in one round, then looks for new ones. A request
+    that arrives just after it looked waits for that whole round, and then for its place in the next: under
+    load (16 clients) that happened to a few requests in a hundred, at twice the median latency, so p99 was
+    2.2 times p50. Here the work waits on an asyncio.Lock, which wakes its waiters in the order they came, and
+    every SLICE seconds a turn ends by letting the loop look for new requests, which queue behind those
+    already waiting. Measured back to back: p99 14-19 ms instead of 20-24, at the same throughput."""
+
+    def __init__(self, slice_s: float = SLICE):
+        self.lock, self.slice_s, self.next_look = asyncio.Lock(), slice_s, 0.0
+
+    @contextlib.asynccontextmanager
+    async def take(self):
+        async with self.lock:
+            yield
+            if time.perf_counter() >= self.next_look:
+                await asyncio.sleep(0)  # the loop takes in new requests now; they wait behind the queue
+                self.next_look = time.perf_counter() + self.slice_s
+
+
+async def answer_predict(request: Request, models: Models, turns: Turns) -> Response:
+    """The prediction for one request, or Invalid (422) or HTTPException (404, 413, 415) with one line.
+
+    Written for speed as much as for reading: a page that is drawn on asks several times a second, and the
+    server answers everyone from one event loop. The small jobs (raw pixels, a JSON array, a small picture) run
+    right here; only a large uploaded picture is decoded in a worker thread."""
+    model = _model_name(request.query_params.get("model"))
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/octet-stream":
+        pixels, name = read_raw(await request.body()), model
+    elif kind == "application/json":
+        pixels, name = _json_digit(await request.body())
+        name = name or model
+    elif kind == "multipart/form-data":
+        pixels, name = await _form_digit(request)
+        name = name or model
+    else:
+        raise HTTPException(415, f"content type {kind or 'none'!r}: send application/octet-stream (raw grey "
+                                 f"pixels), application/json {{\"pixels\": [[...]]}} or multipart/form-data "
+                                 f"with an 'image' file")
+    entry = _entry(models, name)
+    size = None if isinstance(pixels, np.ndarray) else picture_size(pixels)  # an uploaded picture's bytes
+    try:
+        digit = None
+        if size is not None and size[0] * size[1] > INLINE_PIXELS:  # in a thread, while others take their turns
+            digit = await run_in_threadpool(read_upload, pixels, size)
+        async with turns.take():
+            if digit is None:
+                digit = prepare(pixels) if size is None else read_upload(pixels, size)  # (28, 28) float32
+            P, hidden = entry.inside.run(digit)
+            layers = [{**info, "values": _rounded(h.reshape(-1), 3)}
+                      for info, h in zip(entry.inside.layers, hidden)]
+            return _json({"model": entry.name, "blank": False, "digit": int(P.argmax()),
+                          "probabilities": _rounded(P, 6), "input": _rounded(digit, 3), "layers": layers})
+    except ImageError as error:
+        return _blank_or_422(error, entry.name)
+
+
+class FastPredict:
+    """ASGI middleware that answers POST /api/predict itself, with answer_predict, and passes every other
+    request on to FastAPI.
+
+    Why: FastAPI's routing, its dependency resolution and its exception and exit-stack middleware cost about
+    85 us a prediction (measured in-process on the page's 280x280 pad: 425 us through the FastAPI route, 340 us
+    through FastPredict), an eighth of the server's time per request under load. The answers are the ones
+    FastAPI's route and exception handlers give: 422 for Invalid, the HTTPException's status, and 500, logged
+    here, for anything else. The route stays declared in the app, so /docs describes it."""
+
+    def __init__(self, app, models: Models, turns: Turns):
+        self.app, self.models, self.turns = app, models, turns
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/api/predict" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            response = await answer_predict(request, self.models, self.turns)
+        except Invalid as error:
+            response = JSONResponse({"detail": str(error)}, 422)
+        except HTTPException as error:
+            response = JSONResponse({"detail": error.detail}, error.status_code)
+        except Exception:  # the traceback goes to the server's log, never to the client
+            log.exception("error while answering POST /api/predict")
+            response = JSONResponse({"detail": INTERNAL}, 500)
+        await response(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The app
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
@@ -201,7 +300,9 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
     app = FastAPI(title="numpynn", version=__version__, lifespan=lifespan,
                   description="Draw a digit and watch the network read it, or watch a network learn.")
     app.state.models, app.state.trainer = models, trainer
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    turns = Turns()
+    app.add_middleware(FastPredict, models=models, turns=turns)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # added last, so it is the outer one: it also limits FastPredict
     index = (STATIC / "index.html").read_bytes()
 
     @app.exception_handler(RequestValidationError)
@@ -217,7 +318,7 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
     @app.exception_handler(Exception)
     async def internal(request, error):  # the traceback goes to the server's log, never to the client
         log.exception("error while answering %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "the server failed to answer this request; its log has the details"}, 500)
+        return JSONResponse({"detail": INTERNAL}, 500)
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -235,39 +336,9 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
     @app.post("/api/predict", summary="Read a digit", openapi_extra=PREDICT_BODY)
     async def predict(request: Request, model: str | None = Query(None, max_length=200,
                                                                   description="a name from GET /api/models")):
-        # Written for speed as much as for reading: a page that is drawn on asks several times a second, and
-        # the server answers everyone from one event loop. The small jobs (raw pixels, a JSON array, a small
-        # picture) run right here; only a large uploaded picture is decoded in a worker thread.
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/octet-stream":
-            pixels, name = read_raw(await request.body()), model
-        elif kind == "application/json":
-            pixels, name = _json_digit(await request.body())
-            name = name or model
-        elif kind == "multipart/form-data":
-            pixels, name = await _form_digit(request)
-            name = name or model
-        else:
-            raise HTTPException(415, f"content type {kind or 'none'!r}: send application/octet-stream (raw grey "
-                                     f"pixels), application/json {{\"pixels\": [[...]]}} or multipart/form-data "
-                                     f"with an 'image' file")
-        entry = _entry(models, name)
-        try:
-            if isinstance(pixels, np.ndarray):
-                digit = prepare(pixels)  # (28, 28) float32
-            else:  # an uploaded picture's bytes
-                size = picture_size(pixels)
-                if size[0] * size[1] <= INLINE_PIXELS:
-                    digit = read_upload(pixels, size)
-                else:
-                    digit = await run_in_threadpool(read_upload, pixels, size)
-        except ImageError as error:
-            return _blank_or_422(error, entry.name)
-        P, hidden = entry.inside.run(digit)
-        layers = [{**info, "values": _rounded(h.reshape(-1), 3)} for info, h in zip(entry.inside.layers, hidden)]
-        result = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "probabilities": _rounded(P, 6),
-                  "input": _rounded(digit, 3), "layers": layers}
-        return Response(json.dumps(result), media_type="application/json")
+        # Declared here for /docs. Requests are answered before they reach it, by FastPredict (see there),
+        # with the same answer_predict.
+        return await answer_predict(request, models, turns)
 
     @app.get("/api/weights", summary="A hidden unit's incoming weights")
     async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0), unit: int = Query(ge=0)):
@@ -276,8 +347,8 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
             W, shape = entry.inside.weights(layer, unit)
         except ValueError as error:
             raise Invalid(str(error)) from None
-        return {"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
-                "values": _rounded(W.reshape(-1), 4)}
+        return _json({"model": entry.name, "layer": layer, "unit": unit, "shape": shape,
+                      "values": _rounded(W.reshape(-1), 4)})
 
     @app.get("/api/train", summary="The training run's state, and the limits of a page run")
     async def train_status():
@@ -336,16 +407,29 @@ def one_blas_thread(app: FastAPI) -> None:
     app.state.trainer.on_start, app.state.trainer.on_end = on_start, on_end
 
 
-def _rounded(a, decimals: int) -> list:
-    """Rounded in float64, so JSON gets short numbers: a float32's 0.123 prints as 0.12300000339746475."""
-    return np.round(a.astype(np.float64), decimals).tolist()
+def _rounded(a: np.ndarray, decimals: int) -> np.ndarray:
+    """Rounded, for short numbers in the answer: 0.123 rather than 0.12345678. Left in the array's own dtype
+    (float32 for numpynn's models): orjson writes a float32 as the shortest text that reads back as that
+    float32, so 0.123 stays 0.123 (written through float64 it would be 0.12300000339746475)."""
+    return np.round(a, decimals)
+
+
+def _json(content: dict) -> Response:
+    """An answer holding NumPy arrays, as JSON. orjson writes the arrays itself, about ten times faster than
+    json.dumps writes the same numbers as Python lists: with 784 input pixels and a few hundred hidden values
+    in every prediction, that was a fifth of the server's time under load. Arrays become nested lists, as
+    tolist() would make them."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def _json_digit(body: bytes):
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
-        raise Invalid("the body is not valid JSON; send {\"pixels\": [[...], ...], \"model\": NAME}") from None
+        data = orjson.loads(body)  # strict JSON, a few times faster than json.loads
+    except orjson.JSONDecodeError:
+        try:  # Python's json also reads NaN and Infinity, so that read_pixels can say what is wrong with them
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+            raise Invalid("the body is not valid JSON; send {\"pixels\": [[...], ...], \"model\": NAME}") from None
     if not isinstance(data, dict) or "pixels" not in data:
         raise Invalid("send a JSON object with \"pixels\": 28x28 or 280x280 numbers in [0, 1]")
     extra = sorted(set(data) - {"pixels", "model"})
@@ -361,10 +445,13 @@ async def _form_digit(request: Request):
         if error.status_code == 413:
             raise
         raise Invalid(f"the upload is not valid multipart/form-data ({error.detail})") from None
-    image = form.get("image")
-    if not isinstance(image, UploadFile):
-        raise Invalid("send the picture as a file in the form field 'image'")
-    return await image.read(), _model_name(form.get("model"))  # the bytes: decoded by read_upload
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise Invalid("send the picture as a file in the form field 'image'")
+        return await image.read(), _model_name(form.get("model"))  # the bytes: decoded by read_upload
+    finally:
+        await form.close()  # a large upload is spooled to a temporary file: removed now
 
 
 def _model_name(value):
