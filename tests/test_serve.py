@@ -446,6 +446,20 @@ def test_a_training_run_streams_its_curves_and_its_model_appears_for_drawing(tra
     assert status["state"] == "done" and status["running"] is False
 
 
+def test_the_cnn_preset_trains_from_the_page_on_its_two_threads(trainer_client):
+    """The cnn preset runs each batch as two halves at once (--threads 2, numpynn/parallel.py), here inside the
+    server's training thread; its model is then drawn with, feature maps and all."""
+    client = trainer_client
+    options = {"preset": "cnn", "channels": [2, 3], "hidden": [8], "epochs": 1, "batch_size": 16, "dev_size": 20}
+    assert client.post("/api/train", json=options).status_code == 202
+    done = events(client)[-1]
+    assert done["type"] == "state" and done["state"] == "done", done
+    header = serialize.load(client.app.state.models.folder / f"{done['model']}.npz")[1]
+    assert header["config"]["threads"] == 2
+    answer = post_json(client, {"pixels": seven(28).tolist(), "model": done["model"]}).json()
+    assert len(answer["probabilities"]) == 10 and answer["layers"][0]["shape"] == [2, 12, 12]
+
+
 def test_only_one_run_at_a_time_and_stop_keeps_the_model(trainer_client, monkeypatch):
     client = trainer_client
     gate = threading.Event()  # holds the run at its start, so the test decides when it moves
