@@ -16,7 +16,7 @@ from . import __version__
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
-from .train import TrainConfig
+from .train import PRESETS, TrainConfig
 
 
 class UsageError(Exception):
@@ -43,16 +43,23 @@ def _parse_widths(text: str) -> tuple[int, ...]:
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_given: bool = False,
-                        names=None) -> None:
+                        names=None, presets=None) -> None:
     """One --flag per field of a config dataclass, typed and documented by the field itself.
 
     With only_if_given, a flag the user did not type leaves no attribute at all, so a preset or a config
-    file can fill it in; the help still shows the class's default. names: only these fields (default: all)."""
+    file can fill it in. names: only these fields (default: all). presets: {name: {field: value}}; the help
+    then shows each flag's value under the preset that runs without --preset (the class's `preset` default),
+    and the other presets that change it, e.g. "(default: 1; --preset cnn: 2)"."""
+    presets = presets or {}
+    first = presets.get(getattr(config_cls, "preset", None), {})
     for f in dataclasses.fields(config_cls):
         if names is not None and f.name not in names:
             continue
         kind = type(f.default)
-        options = {"help": f"{f.metadata.get('help', '')} (default: {_show(f.default)})"}
+        default = first.get(f.name, f.default)
+        others = "".join(f"; --preset {name}: {_show(changes[f.name])}" for name, changes in presets.items()
+                         if f.name in changes and changes[f.name] != default)
+        options = {"help": f"{f.metadata.get('help', '')} (default: {_show(default)}{others})"}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif kind is tuple:
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a network on MNIST. Options come from the defaults, then --preset, then --config "
         "FILE, then the flags you type, each overriding the one before.",
     )
-    _add_config_options(train, TrainConfig, only_if_given=True)
+    _add_config_options(train, TrainConfig, only_if_given=True, presets=PRESETS)
     train.add_argument("--config", metavar="FILE", help="a TOML file of options, e.g. lr = 0.1 (same names, with _)")
     train.add_argument("--out", metavar="PATH", default="model.npz", help="model file to write (default: model.npz)")
     train.add_argument(

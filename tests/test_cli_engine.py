@@ -221,3 +221,16 @@ def test_ctrl_c_keeps_the_model_trained_so_far(tmp_path, slow_data):
     assert "Interrupted after 1 full epochs" in out and "Test Accuracy: " in out
     assert "Traceback" not in err
     assert serialize.load(tmp_path / "m.npz")[1]["metrics"]["stopped"] == "interrupted"
+
+
+def test_train_help_shows_what_runs_without_a_preset_and_what_each_preset_changes(capsys, monkeypatch):
+    """Without --preset the mlp preset runs, so its values are the defaults the help shows (lr 0.1, not the
+    config class's 0.05); the other presets' changes follow, e.g. the cnn preset's two threads."""
+    monkeypatch.setenv("COLUMNS", "300")  # one help line per flag
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("--")}
+    assert "(default: 0.1; --preset cnn: 0.001; --preset seed: 0.003)" in lines["--lr"]
+    assert "(default: 1; --preset cnn: 2)" in lines["--threads"]
+    assert "(default: 800; --preset cnn: 256; --preset seed: 10)" in lines["--hidden"]
+    assert lines["--momentum"].endswith("(default: 0.9)")  # no preset changes it
