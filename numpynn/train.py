@@ -399,13 +399,12 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
                     if step is None:
                         Z = model.forward(X_batch, train=True)  # (B, K)
                         loss, dZ = softmax_cross_entropy(Z, y[batch], K, config.label_smoothing)
-                    else:  # the same forward, loss and backward, on config.threads slices at once
-                        loss, Z, grads = step(X_batch, y[batch], K, config.label_smoothing)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(_diverged("the loss", loss, run, config))
-                    if step is None:
                         model.backward(dZ, need_dX=False)
                         grads = model.grads()
+                    else:  # the same forward, loss and backward, on config.threads slices at once
+                        loss, Z, grads = step(X_batch, y[batch], K, config.label_smoothing)
+                    if not math.isfinite(loss):  # before the step: the weights stay those of the last good one
+                        raise TrainingDiverged(_diverged("the loss", loss, run, config))
                     if config.clip_norm > 0:
                         grads, _ = clip_grad_norm(grads, config.clip_norm)
                     lr = schedule(run.step)
