@@ -373,18 +373,9 @@ def cmd_train(args) -> int:
 
 
 def _write_json(path, data) -> None:
-    """Atomically: a temp file beside it, then rename."""
-    import os
-    import tempfile
+    from .atomic import write_atomically
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, json.dumps(data, indent=1).encode())
 
 
 def _load_model(path):

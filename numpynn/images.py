@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
-import secrets
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .atomic import write_atomically
 
 
 class ImageError(ValueError):
@@ -96,7 +96,7 @@ def to_png(digit28, path_or_file, scale: int = 1) -> None:
     """Save a 2-D float image in [0, 1] (a prepared digit: what the network saw) as a greyscale PNG.
 
     scale: each pixel becomes a scale x scale square (nearest neighbour: the pixels stay visible).
-    Given a path, the file appears whole or not at all: a temporary file beside it, then os.replace.
+    Given a path, the file appears whole or not at all (numpynn.atomic.write_atomically).
     Given a binary file object, the PNG is written into it."""
     x = np.asarray(digit28, dtype=np.float32)
     if x.shape == (SIZE * SIZE,):                         # a row of prepare_many's output
@@ -113,17 +113,7 @@ def to_png(digit28, path_or_file, scale: int = 1) -> None:
     if not isinstance(path_or_file, (str, os.PathLike)):
         picture.save(path_or_file, format="PNG")
         return
-    path = pathlib.Path(path_or_file)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as for any new file (mkstemp would give 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path_or_file, lambda f: picture.save(f, format="PNG"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -21,14 +21,13 @@ from __future__ import annotations
 import html
 import io
 import math
-import os
 import pathlib
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import analysis
+from .atomic import write_atomically
 from .metrics import confusion_matrix, per_class
 
 DPI = 100  # every figure's size is given in inches; at this DPI one inch is 100 pixels
@@ -71,21 +70,6 @@ def save_figure(fig, path) -> pathlib.Path:
     png = io.BytesIO()
     palette.save(png, format="PNG", optimize=True)
     return write_atomically(path, png.getvalue())
-
-
-def write_atomically(path, data: bytes) -> pathlib.Path:
-    """path gets data whole or not at all: a temp file beside it, then os.replace."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a report is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # The figures. Each docstring gives the size in pixels at DPI.

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
+
+from .atomic import write_atomically
 
 FORMAT_VERSION = 1
 MAX_PARAMETERS = 50_000_000  # a sanity bound on what a header may ask us to allocate (about 200 MB in float32)
@@ -45,17 +45,7 @@ def save(path, arrays: dict[str, np.ndarray], header: dict) -> pathlib.Path:
         if np.asarray(array).dtype == object:  # would need pickle to load: refuse to write it at all
             raise ModelFileError(f"{name}: object arrays cannot go in a model file")
         payload[name] = np.asarray(array)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: np.savez(f, **payload))
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:

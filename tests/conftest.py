@@ -79,3 +79,35 @@ def run_cli(capsys, *argv):
         code = exit.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written into, for this user: chmod 0555, and as root (who ignores permissions,
+    as in CI) also the immutable attribute (chattr +i). Skips only where neither makes the folder read-only."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if _writable(folder) and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        immutable = True
+    try:
+        if _writable(folder):
+            pytest.skip("cannot make a read-only folder here (root, and chattr +i is not supported)")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
+
+
+def _writable(folder: pathlib.Path) -> bool:
+    probe = folder / ".probe"
+    try:
+        probe.write_bytes(b"")
+    except OSError:
+        return False
+    probe.unlink()
+    return True
