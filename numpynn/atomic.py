@@ -25,29 +25,28 @@ class OutputError(OSError):
     Its message is one line that names the path and says what to do."""
 
 
-def check_folder(folder, what: str, create: bool = False) -> pathlib.Path:
+def check_folder(folder, what: str, may_create: bool = False) -> pathlib.Path:
     """The folder, after checking that numpynn may write files into it, before any work is done.
 
     what: how the user named it, e.g. "--out" or "the models folder", so the error can say which one.
-    create: the folder may not exist yet if its parent does (it is then created)."""
+    may_create: the folder may be missing if its parent is a writable folder; nothing is created here (the
+    caller makes it when it first writes), so a command that fails later leaves nothing behind."""
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{what} {folder}: exists and is not a folder; give a folder's path")
+    target = folder
     if not folder.exists():
-        if not create or not folder.parent.is_dir():
+        if not may_create:
             raise OutputError(f"{what} {folder}: no such folder; create it first or choose another path")
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            pass  # made by someone else meanwhile: checked below like any folder
-        except OSError as error:
-            raise OutputError(f"{what} {folder}: cannot create it ({_reason(error)}); choose another folder") from None
-    probe = folder / f".numpynn-probe.{os.getpid()}.{os.urandom(6).hex()}.tmp"  # the one sure test is to try
+        target = folder.parent
+        if not target.is_dir():
+            raise OutputError(f"{what} {folder}: {target} does not exist; create it first or choose another path")
+    probe = target / f".numpynn-probe.{os.getpid()}.{os.urandom(6).hex()}.tmp"  # the one sure test is to try
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         probe.unlink()
     except OSError as error:
-        raise OutputError(f"{what} {folder}: the folder is not writable ({_reason(error)}); choose another "
+        raise OutputError(f"{what} {folder}: {target} is not writable ({_reason(error)}); choose another "
                           f"folder or fix its permissions") from None
     return folder
 

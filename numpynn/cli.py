@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import warnings
@@ -203,7 +204,7 @@ def cmd_seed(args) -> int:
     started = time.perf_counter()
     config = _config(SeedConfig, args)
     if args.plot:
-        _check_folder(args.plot, "--plot")  # now, not after a minute of training
+        _output_folder(args.plot, "--plot")  # now, not after a minute of training
         if config.print_every == 0:
             raise UsageError("--plot draws the loss recorded every --print-every iterations; use --print-every 1 "
                              "or more")
@@ -239,26 +240,23 @@ def _config(config_cls, args):
         raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
 
 
-def _check_folder(path, flag: str) -> None:
-    """A folder we may write into, or one we may create (its parent exists); checked before any work."""
-    import os
-    import pathlib
+def _output_folder(path, flag: str, may_create: bool = True):
+    """The folder a flag names, checked before any work starts: a read-only or missing folder is one line
+    now, not a traceback after the run has trained. With may_create it may be missing if its parent is
+    writable; _make_folder makes it when the first file is written."""
+    from .atomic import OutputError, check_folder
 
-    folder = pathlib.Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{flag} {folder}: exists and is not a folder; give a folder's path")
-    parent = folder if folder.exists() else folder.parent
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {folder}: {parent} does not exist; create it first or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {folder}: {parent} is not writable; choose another folder")
+    try:
+        return check_folder(path, flag, may_create=may_create)
+    except OutputError as error:
+        raise UsageError(str(error)) from None
 
 
 def _make_folder(path):
     import pathlib
 
     folder = pathlib.Path(path)
-    folder.mkdir(exist_ok=True)  # _check_folder saw that the parent exists
+    folder.mkdir(exist_ok=True)  # _output_folder saw that the parent exists
     return folder
 
 
@@ -301,16 +299,16 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from . import serialize
+    from .atomic import OutputError
     from .train import Run, TrainingDiverged, evaluate, fit, model_header
 
     started = time.perf_counter()
     out = pathlib.Path(args.out)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
-    for path in (out, checkpoint):
+    for path, flag in ((out, "--out"), (checkpoint, "--checkpoint")):
         if path.suffix != ".npz":
-            raise UsageError(f"{path}: model and checkpoint files end in .npz")
-        if not path.parent.is_dir():
-            raise UsageError(f"{path.parent}: no such folder; create it or choose another path")
+            raise UsageError(f"{flag} {path}: model and checkpoint files end in .npz")
+        _output_folder(path.parent, flag, may_create=False)
     if args.resume:
         typed = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
         if set(typed) - {"epochs"} or args.config:
@@ -326,7 +324,7 @@ def cmd_train(args) -> int:
             raise UsageError(str(error)) from None
     config = run.config
     if args.plot:
-        _check_folder(args.plot, "--plot")
+        _output_folder(args.plot, "--plot")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except ValueError as error:
@@ -346,6 +344,8 @@ def cmd_train(args) -> int:
                       log=None if args.quiet else print, on_epoch=redraw if plot else None)
     except TrainingDiverged as error:
         raise CommandError(str(error)) from None
+    except OutputError as error:  # a checkpoint or the plot could not be written: the disk filled up, say
+        raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
     test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
     dev_loss, dev_accuracy = evaluate(run.model, splits.X_dev, splits.y_dev)
     seconds = time.perf_counter() - started
@@ -354,8 +354,11 @@ def cmd_train(args) -> int:
         "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped, "seconds": seconds,
     }
     header = model_header(config, history, metrics, args.dataset)
-    serialize.save_model(out, run.model, header)
-    _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
+    try:
+        serialize.save_model(out, run.model, header)
+        _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
+    except OutputError as error:
+        raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
     if history.stopped == "interrupted":
         print(f"Interrupted after {run.epoch} full epochs; the model trained so far is saved.")
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
@@ -370,6 +373,14 @@ def cmd_train(args) -> int:
                           "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped}))
     return 130 if history.stopped == "interrupted" else 0
+
+
+def _last_good(checkpoint) -> str:
+    """What a failed save leaves the user: the last checkpoint that was written whole, if any."""
+    if checkpoint.is_file():
+        return (f"the last good checkpoint is {checkpoint}: free some space or fix the folder, then continue "
+                f"with --resume {checkpoint}")
+    return "no checkpoint was written yet: free some space or choose another folder, then train again"
 
 
 def _write_json(path, data) -> None:
@@ -417,22 +428,22 @@ def cmd_predict(args) -> int:
 
     from .images import ImageError, prepare, to_png
 
+    folder = _output_folder(args.show_input, "--show-input", may_create=False) if args.show_input else None
     model, _ = _load_model(args.model)
     try:
         digits = [prepare(path) for path in args.images]  # each (28, 28) in [0, 1]
     except ImageError as error:
         raise CommandError(str(error)) from None
-    if args.show_input:
-        folder = pathlib.Path(args.show_input)
-        if not folder.is_dir():
-            raise UsageError(f"--show-input {folder}: no such folder; create it first")
     P = model.predict_proba(np.stack(digits).reshape(len(digits), -1))  # (n, 10)
     results = []
     for path, digit, p in zip(args.images, digits, P):
         result = {"file": path, "digit": int(p.argmax()), "probabilities": [round(float(q), 6) for q in p]}
         if args.show_input:
             seen = folder / (pathlib.Path(path).stem + ".input.png")
-            to_png(digit, seen, scale=8)
+            try:
+                to_png(digit, seen, scale=8)
+            except OSError as error:  # numpynn.atomic.OutputError: one line naming the file
+                raise CommandError(str(error)) from None
             result["input"] = str(seen)
         results.append(result)
     if args.json:
@@ -480,8 +491,7 @@ def cmd_augment_preview(args) -> int:
     out = pathlib.Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the picture is a PNG; give a name ending in .png")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: {out.parent}: no such folder; create it or choose another path")
+    _output_folder(out.parent, "--out", may_create=False)
     for flag, value, most in (("--n", args.n, 100), ("--rows", args.rows, 20)):
         if not 1 <= value <= most:
             raise UsageError(f"{flag} = {value} is out of range: use 1 to {most}")
@@ -539,8 +549,8 @@ def cmd_report(args) -> int:
 
     config = _config(ReportConfig, args)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_name(pathlib.Path(args.model).stem + "-report")
-    _check_folder(out, "--out")
     model, header = _load_model(args.model)
+    _output_folder(out, "--out")
     _, _, x_test, y_test = load_raw(args.dataset, args.data, progress=False)
     X = x_test.reshape(len(x_test), -1).astype("float32") / 255  # (N, 784), as the model was trained
     y = y_test.astype("int64")
@@ -624,3 +634,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("numpynn: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # numpynn.atomic.OutputError (a full disk, a read-only folder) and its kin
+        print(f"numpynn: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("numpynn: error: out of memory; try a smaller --batch-size or model, or close other programs",
+              file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug in numpynn: still one line, with the way to see where it happened
+        if os.environ.get("NUMPYNN_DEBUG"):
+            raise
+        print(f"numpynn: error: unexpected {type(error).__name__}: {_one_line(error)} (a bug in numpynn: please "
+              f"report it with the command you ran; NUMPYNN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 500 else text[:500] + "..."

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -60,9 +61,17 @@ NOISE = 0.1               # a pixel this close to the background (0..1 scale, ~2
 BOX = 20                  # MNIST's digits fit a 20x20 box ...
 SIZE = 28                 # ... inside a 28x28 field ...
 CENTRE = 14.0             # ... with the centre of mass at row 14, column 14 (0-based, measured on MNIST)
-# Raster formats that Pillow decodes itself. Pillow also opens EPS (by running Ghostscript) and a few
-# scientific formats; a web upload must not reach those.
-FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO", "QOI", "AVIF")
+# Raster formats that Pillow decodes itself and whose header states the size that is then decoded. Pillow
+# also opens EPS (by running Ghostscript) and a few scientific formats; a web upload must not reach those.
+# ICO is left out too: its header gives each icon's size in one byte (at most 256), but an icon may hold a
+# PNG of any size, which Pillow decodes at its real size (a 13000x13000 one took 645 MB).
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "QOI", "AVIF")
+# Pillow's own cap, for every picture opened in this process: it refuses pictures over twice this size
+# inside Image.open, before numpynn's check. Lowered to ours, never raised if the user set a smaller one.
+# Between once and twice the cap Pillow only warns; numpynn refuses those pictures itself, in one line, so
+# the warning would be a second line saying the same thing.
+Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 weights, as Pillow's convert("L")
 
 
@@ -184,8 +193,12 @@ def _check_size(width: int, height: int, name: str):
 
 def _decode(picture: Image.Image, name: str):
     """A PIL image (header read, perhaps not yet decoded) -> grey, alpha."""
-    _check_size(*picture.size, name)
+    claimed = picture.size
+    _check_size(*claimed, name)
     picture.load()                                        # decoding happens here: damaged files fail here
+    if picture.size != claimed:                           # a format whose header and pixels disagree
+        raise ImageError(f"{name}: its header says {claimed[0]}x{claimed[1]} pixels but it holds "
+                         f"{picture.size[0]}x{picture.size[1]}; save it again as PNG")
     if picture.getexif().get(ExifTags.Base.Orientation, 1) != 1:   # what exif_transpose looks at
         picture = ImageOps.exif_transpose(picture)        # a phone's photo, upright (a copy: only when needed)
     if picture.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):

@@ -299,6 +299,41 @@ def test_oversized_pictures_are_refused_before_decoding(tmp_path, monkeypatch):
     assert_one_line_error(np.zeros((400, 400), np.uint8), "the array", "over the limit")
 
 
+def ico_holding(png: bytes, width_byte: int = 16) -> bytes:
+    """An ICO file with one icon whose directory says width_byte x width_byte and whose data is `png`."""
+    directory = struct.pack("<BBBBHHII", width_byte, width_byte, 0, 0, 1, 32, len(png), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + directory + png
+
+
+def test_ico_is_refused_before_its_icon_is_decoded(tmp_path):
+    # An icon's header gives its size in one byte, but the PNG inside may be any size, and Pillow decodes an
+    # ICO's icon while opening it. Refused as a format, so the PNG's 30000x30000 claim is never acted on.
+    ico = tmp_path / "digit.ico"
+    ico.write_bytes(ico_holding(png_header_claiming(30000, 30000)))
+    started = time.perf_counter()
+    assert_one_line_error(ico, str(ico), "not a picture")
+    assert time.perf_counter() - started < 1
+    assert "ICO" not in images.FORMATS
+
+
+def test_pillow_cap_is_numpynn_cap():
+    assert Image.MAX_IMAGE_PIXELS <= images.MAX_PIXELS  # Pillow itself refuses past twice this, inside open
+
+
+def test_a_picture_that_decodes_to_another_size_than_it_claimed_is_refused():
+    class Lying(Image.Image):  # a format whose header and pixels disagree, as an ICO's did
+        def __init__(self):
+            super().__init__()
+            self._mode, self._size = "L", (40, 40)
+
+        def load(self):
+            self.im = Image.new("L", (400, 400), 255).im
+            self._size = (400, 400)
+            return None
+
+    assert_one_line_error(Lying(), "header says 40x40", "holds 400x400")
+
+
 @pytest.mark.parametrize("array, phrase", [
     (np.zeros((5, 5, 5), np.uint8), "shape (5, 5, 5)"),
     (np.zeros(784, np.uint8), "reshape"),
