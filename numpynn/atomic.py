@@ -28,25 +28,26 @@ class OutputError(OSError):
 def check_folder(folder, what: str, may_create: bool = False) -> pathlib.Path:
     """The folder, after checking that numpynn may write files into it, before any work is done.
 
-    what: how the user named it, e.g. "--out" or "the models folder", so the error can say which one.
+    what: how the user named it, e.g. "--plot plots" or "--out runs/model.npz" (the file that goes there) or
+    "the models folder /srv/models", so that the error says which one; each message starts with it.
     may_create: the folder may be missing if its parent is a writable folder; nothing is created here (the
     caller makes it when it first writes), so a command that fails later leaves nothing behind."""
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{what} {folder}: exists and is not a folder; give a folder's path")
+        raise OutputError(f"{what}: {folder} exists and is not a folder; give a folder's path")
     target = folder
     if not folder.exists():
         if not may_create:
-            raise OutputError(f"{what} {folder}: no such folder; create it first or choose another path")
+            raise OutputError(f"{what}: {folder}: no such folder; create it first or choose another path")
         target = folder.parent
         if not target.is_dir():
-            raise OutputError(f"{what} {folder}: {target} does not exist; create it first or choose another path")
+            raise OutputError(f"{what}: {target} does not exist; create it first or choose another path")
     probe = target / f".numpynn-probe.{os.getpid()}.{os.urandom(6).hex()}.tmp"  # the one sure test is to try
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         probe.unlink()
     except OSError as error:
-        raise OutputError(f"{what} {folder}: {target} is not writable ({_reason(error)}); choose another "
+        raise OutputError(f"{what}: the folder {target} is not writable ({_reason(error)}); choose another "
                           f"folder or fix its permissions") from None
     return folder
 

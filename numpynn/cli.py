@@ -240,14 +240,15 @@ def _config(config_cls, args):
         raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
 
 
-def _output_folder(path, flag: str, may_create: bool = True):
+def _output_folder(folder, flag: str, may_create: bool = True, value=None):
     """The folder a flag names, checked before any work starts: a read-only or missing folder is one line
     now, not a traceback after the run has trained. With may_create it may be missing if its parent is
-    writable; _make_folder makes it when the first file is written."""
+    writable; _make_folder makes it when the first file is written. value: what the user typed, when it is
+    a file in that folder (--out model.npz)."""
     from .atomic import OutputError, check_folder
 
     try:
-        return check_folder(path, flag, may_create=may_create)
+        return check_folder(folder, f"{flag} {folder if value is None else value}", may_create=may_create)
     except OutputError as error:
         raise UsageError(str(error)) from None
 
@@ -308,7 +309,7 @@ def cmd_train(args) -> int:
     for path, flag in ((out, "--out"), (checkpoint, "--checkpoint")):
         if path.suffix != ".npz":
             raise UsageError(f"{flag} {path}: model and checkpoint files end in .npz")
-        _output_folder(path.parent, flag, may_create=False)
+        _output_folder(path.parent, flag, may_create=False, value=path)
     if args.resume:
         typed = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
         if set(typed) - {"epochs"} or args.config:
@@ -491,7 +492,7 @@ def cmd_augment_preview(args) -> int:
     out = pathlib.Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the picture is a PNG; give a name ending in .png")
-    _output_folder(out.parent, "--out", may_create=False)
+    _output_folder(out.parent, "--out", may_create=False, value=out)
     for flag, value, most in (("--n", args.n, 100), ("--rows", args.rows, 20)):
         if not 1 <= value <= most:
             raise UsageError(f"{flag} = {value} is out of range: use 1 to {most}")

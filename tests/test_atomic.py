@@ -64,12 +64,12 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_check_folder(tmp_path):
-    assert check_folder(tmp_path, "--out") == tmp_path
+    assert check_folder(tmp_path, f"--out {tmp_path}") == tmp_path
     assert check_folder(tmp_path / "new", "--plot", may_create=True) == tmp_path / "new"
     assert not (tmp_path / "new").exists()  # checked, not made: a command that fails later leaves nothing
-    with pytest.raises(OutputError, match="--plot .*no such folder"):
+    with pytest.raises(OutputError, match="--plot: .*no such folder"):
         check_folder(tmp_path / "new", "--plot")
-    with pytest.raises(OutputError, match="--out .*does not exist"):
+    with pytest.raises(OutputError, match="--out: .*does not exist"):
         check_folder(tmp_path / "a" / "b", "--out", may_create=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a folder"):
@@ -77,9 +77,9 @@ def test_check_folder(tmp_path):
 
 
 def test_check_folder_refuses_a_read_only_folder(read_only_folder):
-    with pytest.raises(OutputError, match="--out .*not writable"):
+    with pytest.raises(OutputError, match="--out: .*not writable"):
         check_folder(read_only_folder, "--out")
-    with pytest.raises(OutputError, match="--plot .*not writable"):
+    with pytest.raises(OutputError, match="--plot: .*not writable"):
         check_folder(read_only_folder / "plots", "--plot", may_create=True)
 
 
