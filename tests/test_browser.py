@@ -68,15 +68,16 @@ def models(mnist_dir, tmp_path_factory):
 
 
 class Server:
-    """numpynn's app in a real uvicorn server on a free loopback port, in a thread of this process."""
+    """numpynn's app in the server `numpynn serve` runs (numpynn.web.server), on a free loopback port, in a thread
+    of this process."""
 
     def __init__(self, app):
-        import uvicorn
+        from numpynn.web.server import make_server
 
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+        self.server = make_server(app)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):
