@@ -593,6 +593,7 @@ def cmd_serve(args) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)  # bound here, so a busy port is one clear line, before anything starts
+        sock.listen(2048)  # and listening: a client of the address printed below waits, not refused, until uvicorn runs
     except OSError as error:
         sock.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another "
