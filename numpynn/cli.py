@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                        "machine only; 0.0.0.0 opens the page, and its training runs, to your network)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    serve.add_argument("--allow-host", metavar="NAME", action="append", default=[],
+                       help="also answer requests made to this host name (repeatable); IP addresses, localhost "
+                       "and --host are always answered, other names are refused (they could be DNS rebinding)")
     _add_data_options(serve)
     serve.set_defaults(run=cmd_serve)
     return parser
@@ -575,6 +578,7 @@ def cmd_report(args) -> int:
 
 def cmd_serve(args) -> int:
     import ipaddress
+    import os
     import pathlib
     import socket
 
@@ -587,10 +591,10 @@ def cmd_serve(args) -> int:
         if header.get("kind") != "model":
             raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
-    import uvicorn
-
     from .web.app import create_app, one_blas_thread
+    from .web.guard import host_names
     from .web.registry import default_models_dir
+    from .web.server import make_server
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
@@ -600,23 +604,30 @@ def cmd_serve(args) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)  # bound here, so a busy port is one clear line, before anything starts
+        sock.listen(2048)  # and listening: a client of the address printed below waits, not refused, until uvicorn runs
     except OSError as error:
         sock.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another "
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()
-    app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset)
+    for name in args.allow_host:
+        if not name or any(c in name for c in "/:@ []"):
+            raise UsageError(f"--allow-host {name!r}: give a host name, such as mybox.lan (no port, no scheme)")
+    token = os.environ.get("NUMPYNN_TOKEN") or None  # from the environment, not a flag: ps shows flags to all
+    app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset, token=token,
+                     hosts=host_names(args.host, args.allow_host))
     one_blas_thread(app)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     n = len(app.state.models.names())
     print(f"numpynn: serving {n} model{'s' * (n != 1)} (folder {folder}) on http://{shown}:{port}/ "
           f"(Ctrl-C to stop)", flush=True)
+    print(f"numpynn: scripts that start or stop training send the header X-Numpynn-Token: {app.state.token}",
+          flush=True)
     if not ipaddress.ip_address(host).is_loopback:
         print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
               f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run(sockets=[sock])
+    make_server(app, say=lambda line: print(line, file=sys.stderr, flush=True)).run(sockets=[sock])
     return 0
 
 

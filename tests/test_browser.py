@@ -19,6 +19,8 @@ from numpynn import serialize
 from numpynn.data import load_mnist
 from numpynn.train import Run, evaluate, fit, make_config
 
+from .conftest import REPO
+
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -68,15 +70,16 @@ def models(mnist_dir, tmp_path_factory):
 
 
 class Server:
-    """numpynn's app in a real uvicorn server on a free loopback port, in a thread of this process."""
+    """numpynn's app in the server `numpynn serve` runs (numpynn.web.server), on a free loopback port, in a thread
+    of this process."""
 
     def __init__(self, app):
-        import uvicorn
+        from numpynn.web.server import make_server
 
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+        self.server = make_server(app)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):
@@ -95,7 +98,9 @@ class Server:
 
 @pytest.fixture
 def page(browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    # bypass_csp: Playwright's wait_for_function evaluates its text as code, which the page's Content-Security-
+    # Policy forbids; test_the_page_works_under_its_own_content_security_policy runs the page with it.
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
     yield page
     page.close()
 
@@ -187,3 +192,32 @@ def test_the_learn_tab_trains_live_and_its_model_is_then_drawn_with(page, mnist_
         draw(page, STROKES[7])
         state, read, text = settled(page)
         assert state == "digit", text
+
+
+def test_the_page_works_under_its_own_content_security_policy(browser, models):
+    """The server forbids the page anything not from itself (no inline script, no eval, no other site); the page
+    must still draw, predict and show an uploaded picture under that policy."""
+    from numpynn.web.app import create_app
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
+    try:
+        with Server(create_app(models, data_dir=None)) as server:
+            page.goto(server.url)
+            page.wait_for_selector("#model option", state="attached")
+            draw(page, STROKES[7])
+            deadline = time.monotonic() + 10
+            while page.locator("#verdict").get_attribute("data-digit") != "7":
+                assert time.monotonic() < deadline, page.locator("#verdict").inner_text()
+                time.sleep(0.1)
+            page.set_input_files("#upload", files=[{"name": "seven.jpg", "mimeType": "image/jpeg",
+                                                    "buffer": (REPO / "docs" / "img" / "seven.jpg").read_bytes()}])
+            deadline = time.monotonic() + 10
+            while page.locator("#verdict").get_attribute("data-digit") != "7":
+                assert time.monotonic() < deadline, page.locator("#verdict").inner_text()
+                time.sleep(0.1)
+    finally:
+        page.close()
+    assert refused == []

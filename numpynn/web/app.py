@@ -8,7 +8,7 @@
     POST /api/train           start a run (one at a time: a second start gets 409)
     POST /api/train/stop      stop it; the model trained so far is saved
     GET  /api/train/events    the run's events as server-sent events (text/event-stream)
-    GET  /docs                the OpenAPI documentation
+    GET  /docs                the API, as one plain page made from /openapi.json (nothing from a CDN)
 
 A digit arrives as raw grey pixels (application/octet-stream: 28x28 or 280x280 bytes, what the page's drawing
 pad sends), as JSON {"pixels": 28x28 or 280x280 numbers in [0, 1], "model": NAME}, or as a picture uploaded as
@@ -17,9 +17,12 @@ digit is prepared by numpynn.images.prepare, the function `numpynn predict` uses
 what the network read.
 A picture with no ink is answered {"blank": true, "message": "draw a digit"}, never with a guess.
 
-Every request is checked before work is done on it: a body over MAX_BODY bytes gets 413 before it is read
-whole, anything malformed 422, an unknown model 404, each with {"detail": "<one line: what is wrong and how to
-fix it>"}. A failure inside the server is logged with its traceback on the server's side only and answered 500.
+Every request is checked before work is done on it: first by guard.Guard (a Host header that is not this
+server's gets 421; a state change asked by another web page 403; starting or stopping training without the
+page's token 403, with a body that is not JSON 415), then a body over MAX_BODY bytes gets 413 before it is read
+whole, anything malformed 422 (multipart and headers included), an unknown model 404, each with {"detail": "<one
+line: what is wrong and how to fix it>"}. No client input gets a 500: a 500 means a bug in the server; it is
+logged with its traceback on the server's side only.
 
 POST /api/predict is answered by the FastPredict middleware, ahead of FastAPI's routing (for speed: see there);
 its route is declared like the others, for /docs.
@@ -32,7 +35,9 @@ import io
 import json
 import logging
 import pathlib
+import re
 import time
+from html import escape
 
 import numpy as np
 import orjson
@@ -44,15 +49,22 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from .. import __version__
 from ..images import FORMATS, ImageError, prepare
-from .learn import MAX_SECONDS, Busy, Trainer
+from .guard import Guard, host_names, new_token
+from .learn import MAX_SECONDS, Busy, NotWritable, Trainer
 from .registry import Models, default_models_dir
 
 MAX_BODY = 2 * 1024 * 1024  # bytes in a request body; a 280x280 JSON array of 0..1 values is well under it
 MAX_UPLOAD_PIXELS = 4_000_000  # an uploaded picture's width x height: a small PNG can claim a huge picture
-INLINE_PIXELS = 200_000  # pictures up to this size (the page's 280x280 pad) are prepared on the event loop
+INLINE_PIXELS = 200_000  # PNG pictures up to this size (the page's 280x280 pad) are prepared on the event loop
+# The formats whose header's size is the size that decoding gives. Not ICO, whose header may claim 256x256 and
+# hold a 13000x13000 PNG, nor multi-frame formats: pictures in other formats are decoded in a worker thread.
+INLINE_FORMATS = ("PNG",)
+MAX_EVENT_ID = 18  # digits in a Last-Event-ID: ids are counters, far below 10**18
 SLICE = 0.002  # seconds of predictions before the event loop looks for new requests (see Turns)
 SIDES = (28, 280)  # the square pixel arrays /api/predict takes: MNIST's size, and the page's canvas
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -137,18 +149,19 @@ def read_pixels(value) -> np.ndarray:
     return a
 
 
-def picture_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as the picture's header claims them, nothing decoded; (0, 0) if Pillow cannot read it."""
+def picture_size(data: bytes) -> tuple[int, int, str]:
+    """(width, height, format) as the picture's header claims them, nothing decoded; (0, 0, "") if Pillow
+    cannot read it."""
     try:
         with Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN]) as probe:
-            return probe.size
+            return (*probe.size, probe.format or "")
     except Exception:
-        return 0, 0  # not a picture Pillow reads: prepare names the problem in its own words
+        return 0, 0, ""  # not a picture Pillow reads: prepare names the problem in its own words
 
 
-def read_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
+def read_upload(data: bytes, size: tuple[int, int, str]) -> np.ndarray:
     """An uploaded picture's bytes, and its claimed size -> the prepared (28, 28)."""
-    width, height = size
+    width, height, _ = size
     if width * height > MAX_UPLOAD_PIXELS:
         raise Invalid(f"the picture is {width}x{height} pixels, over the page's limit of {MAX_UPLOAD_PIXELS:,}; "
                       f"scale it down")
@@ -185,7 +198,8 @@ async def answer_predict(request: Request, models: Models, turns: Turns) -> Resp
 
     Written for speed as much as for reading: a page that is drawn on asks several times a second, and the
     server answers everyone from one event loop. The small jobs (raw pixels, a JSON array, a small picture) run
-    right here; only a large uploaded picture is decoded in a worker thread."""
+    right here; an uploaded picture is decoded in a worker thread unless it is a small PNG (its header's size is
+    then the size decoding gives: checked before anything is decoded)."""
     model = _model_name(request.query_params.get("model"))
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/octet-stream":
@@ -204,7 +218,8 @@ async def answer_predict(request: Request, models: Models, turns: Turns) -> Resp
     size = None if isinstance(pixels, np.ndarray) else picture_size(pixels)  # an uploaded picture's bytes
     try:
         digit = None
-        if size is not None and size[0] * size[1] > INLINE_PIXELS:  # in a thread, while others take their turns
+        if size is not None and (size[0] * size[1] > INLINE_PIXELS or size[2] not in INLINE_FORMATS):
+            # in a thread, while others take their turns
             digit = await run_in_threadpool(read_upload, pixels, size)
         async with turns.take():
             if digit is None:
@@ -239,7 +254,7 @@ class FastPredict:
             response = await answer_predict(request, self.models, self.turns)
         except Invalid as error:
             response = JSONResponse({"detail": str(error)}, 422)
-        except HTTPException as error:
+        except StarletteHTTPException as error:  # FastAPI's HTTPException is one too
             response = JSONResponse({"detail": error.detail}, error.status_code)
         except Exception:  # the traceback goes to the server's log, never to the client
             log.exception("error while answering POST /api/predict")
@@ -268,6 +283,39 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
                        "model": {"type": "string"}}}}}}}
 
 
+# The page and /docs: only this server's own files, and never inside another site's frame (a framed page could
+# be clicked on by a hostile site). The pad's uploaded picture is shown from a blob: URL.
+PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+                                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"}
+TOKEN_TAG = '<meta name="numpynn-token" content="">'
+
+
+def _with_token(index: str, token: str) -> bytes:
+    """The page, with the server's token in its meta tag: the page's script sends it when it starts or stops
+    training (guard.py says why)."""
+    assert TOKEN_TAG in index, f"index.html lost its {TOKEN_TAG}"
+    return index.replace(TOKEN_TAG, f'<meta name="numpynn-token" content="{escape(token)}">').encode()
+
+
+def api_page(schema: dict) -> str:
+    """/docs: the routes of the OpenAPI schema as one plain page, with no script (Swagger UI would come from a
+    CDN); /openapi.json has the whole schema, for tools."""
+    rows = []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            params = ", ".join(p["name"] for p in operation.get("parameters", []))
+            body = ", ".join(operation.get("requestBody", {}).get("content", {}))
+            rows.append(f"<tr><td><code>{method.upper()} {escape(path)}</code></td>"
+                        f"<td>{escape(operation.get('summary', ''))}</td><td>{escape(params)}</td>"
+                        f"<td>{escape(body)}</td></tr>")
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>numpynn API</title>"
+            f"<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>numpynn API</h1>"
+            f"<p>{escape(schema['info'].get('description', ''))} The whole schema: <a href=\"/openapi.json\">"
+            f"/openapi.json</a>.</p><table class=\"epochs\"><thead><tr><th>route</th><th>what</th>"
+            f"<th>query</th><th>body</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main></body></html>")
+
+
 class TrainOptions(BaseModel):
     """A training run's options; every one left out keeps the preset's value. Ranges: GET /api/train."""
 
@@ -285,25 +333,30 @@ class TrainOptions(BaseModel):
 
 
 def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist",
-               max_seconds: float = MAX_SECONDS) -> FastAPI:
+               max_seconds: float = MAX_SECONDS, hosts: frozenset[str] | None = None,
+               token: str | None = None) -> FastAPI:
     """The app. models_dir: the models folder (default: default_models_dir()); model: a model file listed
-    first; data_dir and dataset: where the Learn tab's runs find MNIST (as --data and --dataset)."""
+    first; data_dir and dataset: where the Learn tab's runs find MNIST (as --data and --dataset).
+    hosts: the names its Host header may carry besides IP addresses (default: guard.host_names(), localhost);
+    token: the secret that starting and stopping training need (default: a new random one; app.state.token)."""
     models = Models(models_dir if models_dir is not None else default_models_dir(), model)
     models.refresh()
     trainer = Trainer(models, data_dir, dataset, max_seconds)
+    token = token or new_token()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         trainer.close()  # a run going when the server stops is stopped and saved
 
-    app = FastAPI(title="numpynn", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="numpynn", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Draw a digit and watch the network read it, or watch a network learn.")
-    app.state.models, app.state.trainer = models, trainer
+    app.state.models, app.state.trainer, app.state.token = models, trainer, token
     turns = Turns()
     app.add_middleware(FastPredict, models=models, turns=turns)
-    app.add_middleware(BodyLimit, limit=MAX_BODY)  # added last, so it is the outer one: it also limits FastPredict
-    index = (STATIC / "index.html").read_bytes()
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # outside FastPredict: it also limits predictions
+    app.add_middleware(Guard, names=hosts if hosts is not None else host_names(), token=token)  # the outermost
+    index = _with_token((STATIC / "index.html").read_text(encoding="utf-8"), token)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, error):
@@ -322,7 +375,11 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return HTMLResponse(index, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(index, headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return HTMLResponse(api_page(app.openapi()), headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -331,7 +388,7 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
         entries = await run_in_threadpool(models.refresh)  # may load new files: off the event loop
         return {"models": [entry.describe() for entry in entries],
                 "default": entries[0].name if entries else None,
-                "skipped": models.skipped, "folder": str(models.folder)}
+                "skipped": models.skipped}  # no folder: the server's paths are its user's business
 
     @app.post("/api/predict", summary="Read a digit", openapi_extra=PREDICT_BODY)
     async def predict(request: Request, model: str | None = Query(None, max_length=200,
@@ -341,7 +398,8 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
         return await answer_predict(request, models, turns)
 
     @app.get("/api/weights", summary="A hidden unit's incoming weights")
-    async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0), unit: int = Query(ge=0)):
+    async def weights(model: str = Query(max_length=200), layer: int = Query(ge=0, le=1000),
+                      unit: int = Query(ge=0, le=1_000_000)):
         entry = _entry(models, model)
         try:
             W, shape = entry.inside.weights(layer, unit)
@@ -359,7 +417,7 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
         values = options.model_dump(exclude_unset=True) if options is not None else {}
         try:
             return trainer.start(values)
-        except Busy as error:
+        except (Busy, NotWritable) as error:
             raise HTTPException(409, str(error)) from None
         except ValueError as error:
             raise Invalid(str(error)) from None
@@ -372,11 +430,14 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
             raise HTTPException(409, str(error)) from None
 
     @app.get("/api/train/events", summary="The run's events, as server-sent events")
-    async def train_events(request: Request, after: int = Query(-1, ge=-1)):
+    async def train_events(request: Request, after: int = Query(-1, ge=-1, le=10**MAX_EVENT_ID)):
         """Every event of the latest run after id `after` (or the Last-Event-ID header), then new ones as they
         come; the stream ends once the run has ended and everything was sent."""
-        header = request.headers.get("last-event-id", "")
-        last = int(header) if header.isdigit() else after
+        header = request.headers.get("last-event-id")
+        if header is not None and not re.fullmatch(f"[0-9]{{1,{MAX_EVENT_ID}}}", header):
+            raise Invalid("Last-Event-ID must be an event id (a whole number, as the stream sent); leave it out "
+                          "to get every event")
+        last = int(header) if header is not None else after
         return StreamingResponse(_stream(trainer, request, last), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -441,10 +502,14 @@ def _json_digit(body: bytes):
 async def _form_digit(request: Request):
     try:
         form = await request.form(max_files=1, max_fields=1)
-    except HTTPException as error:
+    except StarletteHTTPException as error:  # Starlette's, for a form it cannot parse; FastAPI's 413 from BodyLimit
         if error.status_code == 413:
             raise
-        raise Invalid(f"the upload is not valid multipart/form-data ({error.detail})") from None
+        raise Invalid(f"the upload is not valid multipart/form-data ({_clipped(error.detail)}); send one file "
+                      f"in the field 'image' and at most one field 'model'") from None
+    except (MultiPartException, ValueError, KeyError) as error:  # what the parser raises outside an app
+        raise Invalid(f"the upload is not valid multipart/form-data ({_clipped(str(error))}); send one file in "
+                      f"the field 'image' and at most one field 'model'") from None
     try:
         image = form.get("image")
         if not isinstance(image, UploadFile):
@@ -452,6 +517,10 @@ async def _form_digit(request: Request):
         return await image.read(), _model_name(form.get("model"))  # the bytes: decoded by read_upload
     finally:
         await form.close()  # a large upload is spooled to a temporary file: removed now
+
+
+def _clipped(text: str) -> str:
+    return " ".join(str(text).split())[:120]  # the parser's words, on one line and short
 
 
 def _model_name(value):

@@ -19,10 +19,15 @@ import time
 import traceback
 
 from .. import serialize
+from ..atomic import OutputError, check_folder
 from ..data import DataError, load_mnist
 from ..train import PRESETS, Run, TrainConfig, TrainingDiverged, evaluate, fit, make_config, model_header
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
+# When the server stops, how long it waits for a stopped run to be scored and saved. A run stops after its
+# current batch (a fraction of a second, even for the cnn preset); scoring the test set and writing the file take
+# a few seconds more on a busy 2-core machine.
+SAVE_WAIT = 60.0
 MAX_POINTS = 500  # batch points per run: the curves stay light however many batches there are
 # What a page run may ask for: (low, high) for numbers, the choices for names. Every option left out keeps the
 # preset's value (epochs: DEFAULT_EPOCHS, as some presets' own are above the page's limit).
@@ -48,6 +53,10 @@ PRESET_VALUES = {name: {key: getattr(make_config(name), key) for key in
 
 class Busy(Exception):
     """A run is going already: the page gets a 409 with this message."""
+
+
+class NotWritable(Exception):
+    """The models folder cannot take a run's model: the run is refused before it starts (409, this message)."""
 
 
 def parse_request(options: dict) -> tuple[TrainConfig, int | None]:
@@ -115,6 +124,7 @@ class Trainer:
 
     def start(self, options: dict) -> dict:
         config, train_images = parse_request(options)  # ValueError: the page's 422
+        self._check_folder()
         with self._lock:
             if self.running:
                 raise Busy(f"a training run is going already ({self.state}); stop it or wait until it ends, "
@@ -135,11 +145,39 @@ class Trainer:
         self._stop.set()
         return self.status()
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop a run (the server is shutting down) and wait a little for it to save."""
+    def stop_for_shutdown(self) -> None:
+        """Stop a run, if one is going (the server is shutting down); its model is saved as for stop()."""
+        self._stop.set()
+
+    def close(self, timeout: float = SAVE_WAIT) -> None:
+        """Stop a run (the server is shutting down) and wait, up to `timeout` seconds, for it to save."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def outcome(self) -> str:
+        """One line on how the latest run ended, for the server's console."""
+        with self._lock:
+            last = self.events[-1] if self.events else {}
+        if self.running:
+            return f"the training run did not finish saving within {SAVE_WAIT:g} s; its model is lost"
+        if last.get("state") in ("stopped", "done"):
+            return f"the training run's model is saved as {self.models.folder / last['model']}.npz"
+        return f"the training run ended without a model: {last.get('message', last.get('state', 'no run'))}"
+
+    def _check_folder(self) -> None:
+        """Refuse a run before it starts if its model could not be saved at its end."""
+        folder = self.models.folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)  # as `serve --help` says: created for the first run
+        except OSError:
+            pass  # check_folder says what is wrong
+        try:
+            check_folder(folder, "the models folder")
+        except OutputError as error:
+            print(f"numpynn: {error}", file=sys.stderr)  # the path for the server's user, not for the page
+            raise NotWritable("the server's models folder is not writable, so the run's model could not be saved; "
+                       "restart numpynn serve with --models DIR (a folder it may write into)") from None
 
     def status(self) -> dict:
         with self._lock:
@@ -169,7 +207,15 @@ class Trainer:
     def _run(self, config: TrainConfig, train_images: int | None) -> None:
         try:
             self._load_and_train(config, train_images)
-        except (DataError, TrainingDiverged, ValueError, serialize.ModelFileError) as error:
+        except DataError as error:  # its message names the server's folders: those stay in the server's log
+            print(f"numpynn: the Learn tab's run: {error}", file=sys.stderr)
+            self._set("failed", message="the server did not find the MNIST files; restart numpynn serve with "
+                                        "--data DIR (its log says where it looked)")
+        except OutputError as error:
+            print(f"numpynn: the Learn tab's run: {error}", file=sys.stderr)
+            self._set("failed", message="the run ended but its model could not be saved into the models folder "
+                                        "(the server's log says why); restart numpynn serve with --models DIR")
+        except (TrainingDiverged, ValueError, serialize.ModelFileError) as error:
             self._set("failed", message=str(error))
         except Exception as error:  # the page gets one line; the server's log gets the whole story
             traceback.print_exc(file=sys.stderr)
@@ -239,7 +285,6 @@ class Trainer:
 
     def _new_path(self, preset: str) -> pathlib.Path:
         folder = self.models.folder
-        folder.mkdir(parents=True, exist_ok=True)
         stem = f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         path, n = folder / f"{stem}.npz", 1
         while path.exists():

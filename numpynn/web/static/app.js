@@ -32,7 +32,12 @@ for (const el of document.querySelectorAll("[data-tab], [data-goto]")) {
   el.addEventListener("click", (e) => { e.preventDefault(); showTab(el.dataset.tab || el.dataset.goto); });
 }
 
+// The server's token, written into the page when the server sent it. Starting and stopping training need it
+// (numpynn/web/guard.py): other web pages cannot read it, nor send this header to the server without asking.
+const TOKEN = document.querySelector('meta[name="numpynn-token"]').content;
+
 async function api(path, options = {}) {
+  if (options.method === "POST") options = { ...options, headers: { ...options.headers, "X-Numpynn-Token": TOKEN } };
   const response = await fetch(path, options);
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON: the status says enough */ }
@@ -51,7 +56,6 @@ function showError(el, error) {
 async function loadModels(select) {
   const data = await api("/api/models");
   state.models = data.models;
-  $("#models-folder").textContent = data.folder;
   $("#no-model").hidden = data.models.length > 0;
   const menu = $("#model");
   menu.replaceChildren(...data.models.map((m) => {
