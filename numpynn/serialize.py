@@ -188,7 +188,7 @@ def _check_members(path, members, expected) -> None:
         itemsize = max([4 * max_chars] + [dtype.itemsize for dtype in dtypes.values() if dtype is not None])
         most = 12 + MAX_NPY_HEADER + math.prod(shape) * itemsize  # magic, version, length, header, data
         if members[name].file_size > most:
-            raise ModelFileError(f"{path}: the member {name} claims {members[name].file_size:,} bytes; its array "
+            raise ModelFileError(f"{path}: the member {name}.npy claims {members[name].file_size:,} bytes; its array "
                                  f"{shape} needs at most {most:,}; the file is corrupt or hostile")
 
 
@@ -261,6 +261,8 @@ def _check_digits(path, model) -> None:
             if type(layer).__name__ == "Conv2D" and X.ndim == 4:
                 _check_convolution(path, layer, X.shape)
             X = layer.forward(X, train=False)
+    except ModelFileError:
+        raise
     except (ValueError, TypeError, IndexError, MemoryError) as error:
         raise ModelFileError(f"{path}: the network does not take {INPUT}-pixel images ({_one_line(error)})") from None
     if type(model.layers[-1]).__name__ != "Dense":
