@@ -62,6 +62,7 @@ MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (th
 INPUT, CLASSES = 784, 10  # what every dataset numpynn reads gives: 28 x 28 pixels, 10 classes
 _HEADER = "__header__"
 _MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
+_ALLOWED_FLAGS = 0x0808 | 0x0006  # a data descriptor, UTF-8 names, and deflate's speed hints; nothing else
 _OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
 
 
@@ -99,7 +100,7 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:  # a damaged archive
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
         raise ModelFileError(f"{path}: corrupt or truncated model file ({type(error).__name__}: "
                              f"{_one_line(error)})") from None
     return arrays, header
@@ -118,6 +119,9 @@ def _check_directory(path, infos) -> dict[str, zipfile.ZipInfo]:
             raise ModelFileError(f"{path}: the member {info.filename} appears twice; the file is corrupt")
         if info.flag_bits & 0x1:
             raise ModelFileError(f"{path}: the member {info.filename} is encrypted; numpynn never writes that")
+        if info.flag_bits & ~_ALLOWED_FLAGS:  # patched data, strong encryption, ...: zipfile would raise
+            raise ModelFileError(f"{path}: the member {info.filename} has zip flags {info.flag_bits:#x}; "
+                                 "numpynn reads only plain stored or deflated members")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise ModelFileError(f"{path}: the member {info.filename} uses compression method "
                                  f"{info.compress_type}; numpynn reads only stored or deflated members")
@@ -379,4 +383,5 @@ def _short(value) -> str:
 
 
 def _one_line(error) -> str:
-    return _short(str(error))[1:-1] if len(str(error)) > 58 else str(error).replace("\n", " ")
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."
