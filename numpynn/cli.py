@@ -317,10 +317,11 @@ def cmd_train(args) -> int:
         typed = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
         if set(typed) - {"epochs"} or args.config:
             raise UsageError("with --resume the checkpoint's options are used; only --epochs may change")
-        arrays, header = serialize.load(args.resume)
-        if header.get("kind") != "checkpoint":
-            raise UsageError(f"--resume {args.resume}: a model file, not a checkpoint (use the .ckpt.npz file)")
-        run = Run.resume(arrays, header, epochs=getattr(args, "epochs", None))
+        try:  # every check of the file is in the loader; a bad checkpoint is one line, exit 1
+            arrays, header = serialize.load_checkpoint(args.resume)
+            run = Run.resume(arrays, header, epochs=getattr(args, "epochs", None), source=args.resume)
+        except serialize.ModelFileError as error:
+            raise CommandError(str(error)) from None
     else:
         try:
             run = Run.start(_train_config(args))

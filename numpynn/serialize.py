@@ -4,29 +4,66 @@ A model file holds
 - `__header__`: a 0-d unicode array with JSON: the format version, the architecture (`Sequential.spec()`),
   the preprocessing, the training config, the dataset, the metrics and the numpynn version;
 - `model/<name>`: every array of `Sequential.state_dict()` (weights, BatchNorm statistics, dropout RNG);
-- for a checkpoint, also `optimizer/<name>` and `trainer/<name>` arrays (optimizer moments, the shuffling
-  RNG, the epoch) so that training can continue exactly where it stopped.
+- for a checkpoint, also `optimizer/<name>` arrays (the step count, the optimizer's moments) and, with early
+  stopping, `best/<name>` (the best epoch's model); the trainer's state (epoch, shuffling RNG, history) is in
+  the header. With them training can continue exactly where it stopped.
 
-Loading trusts nothing in the file: np.load runs with allow_pickle=False, the header must parse and carry a
-known format version, the architecture must describe known layers of sane size *before* anything is built,
-and every array must have the shape the architecture implies. Any problem raises ModelFileError with one line
-naming the file and the problem. Saving writes a temporary file beside the target and renames it, so a crash
-never leaves half a model behind.
+Saving writes a temporary file beside the target and renames it, so a crash never leaves half a model behind.
+
+Loading trusts nothing in the file, and decompresses nothing before it knows how much it may. `load` checks,
+in this order, each failure one line of ModelFileError naming the file:
+1. the file is a zip archive; its central directory (read, not inflated) has at most MAX_MEMBERS members, each
+   with a unique name of the form `__header__.npy`, `model/<i>.<name>.npy`, `optimizer/<name>.npy` or
+   `best/<i>.<name>.npy`, not encrypted, stored or deflated, no larger inflated than deflate can make it
+   (MAX_RATIO), and the compressed sizes fit in the file;
+2. the header member: at most MAX_HEADER_BYTES, a 0-d unicode .npy array (npyfile.read_array) of JSON
+   holding an object;
+3. the format version (FORMAT_VERSION), then the architecture: a list of known layers whose sizes are
+   integers and whose float dtypes are float32 or float64, with at most MAX_PARAMETERS parameters; from it, the
+   exact name, shape and dtype of every array the file must hold (`_layer_state`: no model is built yet);
+4. the kind ("model" or "checkpoint") and the fields the interfaces print: dataset (a known one), metrics
+   (numbers or text), preprocessing and config (objects), and for a checkpoint the config and trainer objects;
+5. the members are exactly the expected ones (optimizer buffers and best/ either all there or none), and each
+   member's declared size is what its array needs, so a member cannot claim more memory than the architecture;
+6. each array: its .npy header parsed with bounds (npyfile.read_array), its dtype and shape the expected ones,
+   its data exactly that long and its CRC right, every float finite.
+Memory is thus bounded by what the architecture needs (itself bounded by MAX_PARAMETERS) and by what the file
+really holds: about the arrays' size, once, plus a 1 MB read buffer.
+
+`load_model` and `load_checkpoint` then build the network and run one zero image through it in inference
+mode: it must map 784 pixels (the datasets of numpynn.data) to 10 finite logits through a last Dense layer,
+and its convolutions must stay under MAX_ACTIVATIONS values per image. So every interface (CLI, web page,
+train --resume) gets a network it can use, or one line saying why not.
+
+Left out: the training config's values and the trainer's generator states are checked by train.Run.resume
+(which knows them); the metrics' meaning; signatures (a file can still hold weights that predict badly).
 """
 from __future__ import annotations
 
 import json
 import math
 import pathlib
+import re
 import zipfile
+import zlib
 
 import numpy as np
 
 from .atomic import write_atomically
+from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, read_array
 
 FORMAT_VERSION = 1
 MAX_PARAMETERS = 50_000_000  # a sanity bound on what a header may ask us to allocate (about 200 MB in float32)
+MAX_HEADER_BYTES = 1 << 20  # the JSON header: about 250 000 characters, room for a history of 1500 epochs
+MAX_RNG_CHARS = 1024  # a generator state in JSON (PCG64's is about 170 characters)
+MAX_MEMBERS = 10_000  # arrays in one file: a model of 1000 layers with its optimizer state has fewer
+MAX_RATIO = 1100  # deflate cannot inflate one byte into more than 1032: a member claiming more is lying
+MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (the cnn preset's largest: 51 200)
+INPUT, CLASSES = 784, 10  # what every dataset numpynn reads gives: 28 x 28 pixels, 10 classes
 _HEADER = "__header__"
+_MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
+_ALLOWED_FLAGS = 0x0808 | 0x0006  # a data descriptor, UTF-8 names, and deflate's speed hints; nothing else
+_OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
 
 
 class ModelFileError(ValueError):
@@ -49,33 +86,127 @@ def save(path, arrays: dict[str, np.ndarray], header: dict) -> pathlib.Path:
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read an .npz written by `save`: (arrays, header). Checks the container and the header, not shapes."""
+    """Read an .npz written by `save`: (arrays, header), after every check of the module docstring (1 to 6).
+    The arrays are named as saved ("model/0.W", ...) and have the shapes and dtypes the architecture implies."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):  # np.load would otherwise try other formats, pickle among them
-        raise ModelFileError(f"{path}: corrupt or truncated model file (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if _HEADER not in npz.files:
-                raise ModelFileError(f"{path}: not a numpynn model file (no header)")
-            header = json.loads(str(npz[_HEADER][()]))
-            arrays = {name: npz[name] for name in npz.files if name != _HEADER}
+        with zipfile.ZipFile(path) as archive:
+            members = _check_directory(path, archive.infolist())
+            header = _read_header(path, archive, members)
+            expected = _expected_arrays(path, header)
+            _check_members(path, members, expected)
+            arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
     except ModelFileError:
         raise
-    except ValueError as error:  # allow_pickle=False refusing an object array, a bad array header, ...
-        raise ModelFileError(f"{path}: refused: {error}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: corrupt or truncated model file ({type(error).__name__}: {error})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
+        raise ModelFileError(f"{path}: corrupt or truncated model file ({type(error).__name__}: "
+                             f"{_one_line(error)})") from None
+    return arrays, header
+
+
+def _check_directory(path, infos) -> dict[str, zipfile.ZipInfo]:
+    """Check 1: the zip's central directory, before a byte is inflated. Returns array name -> its entry."""
+    if len(infos) > MAX_MEMBERS:
+        raise ModelFileError(f"{path}: {len(infos)} members; a numpynn model file has at most {MAX_MEMBERS}")
+    members, compressed = {}, 0
+    for info in infos:
+        name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
+        if not (name == _HEADER or _MEMBER.fullmatch(name)) or not info.filename.endswith(".npy"):
+            raise ModelFileError(f"{path}: unexpected member {_short(info.filename)}; not a numpynn model file")
+        if name in members:
+            raise ModelFileError(f"{path}: the member {info.filename} appears twice; the file is corrupt")
+        if info.flag_bits & 0x1:
+            raise ModelFileError(f"{path}: the member {info.filename} is encrypted; numpynn never writes that")
+        if info.flag_bits & ~_ALLOWED_FLAGS:  # patched data, strong encryption, ...: zipfile would raise
+            raise ModelFileError(f"{path}: the member {info.filename} has zip flags {info.flag_bits:#x}; "
+                                 "numpynn reads only plain stored or deflated members")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError(f"{path}: the member {info.filename} uses compression method "
+                                 f"{info.compress_type}; numpynn reads only stored or deflated members")
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 64:
+            raise ModelFileError(f"{path}: the member {info.filename} claims {info.file_size:,} bytes from "
+                                 f"{info.compress_size:,} compressed; the file is corrupt or hostile")
+        compressed += info.compress_size
+        members[name] = info
+    if compressed > path.stat().st_size:
+        raise ModelFileError(f"{path}: corrupt or truncated model file (its members claim more bytes than it has)")
+    if _HEADER not in members:
+        raise ModelFileError(f"{path}: not a numpynn model file (no header)")
+    return members
+
+
+def _read_header(path, archive, members) -> dict:
+    """Check 2: the JSON header, from a member of at most MAX_HEADER_BYTES."""
+    info = members[_HEADER]
+    if info.file_size > MAX_HEADER_BYTES:
+        raise ModelFileError(f"{path}: a header of {info.file_size:,} bytes; numpynn's are under "
+                             f"{MAX_HEADER_BYTES:,}; the file is corrupt or hostile")
+    text = str(_read_member(path, archive, info, (), {"str": None}, MAX_HEADER_BYTES // 4))
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; deep nesting a RecursionError
+        raise ModelFileError(f"{path}: corrupt model file (the header is not JSON)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: the header is not a JSON object")
+    return header
+
+
+def _expected_arrays(path, header) -> dict[str, tuple]:
+    """Checks 3 and 4: the version, the architecture and the kind, then what the file must hold:
+    array name -> (shape, allowed dtypes, max characters of text)."""
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise ModelFileError(
-            f"{path}: model format version {version!r} is not supported (this numpynn reads version "
+            f"{path}: model format version {_short(version)} is not supported (this numpynn reads version "
             f"{FORMAT_VERSION}); use the numpynn version that wrote it, or retrain"
         )
-    return arrays, header
+    state = _model_state(path, header.get("architecture"))
+    _check_fields(path, header)
+    expected = {f"model/{name}": spec for name, (spec, _) in state.items()}
+    if header["kind"] == "checkpoint":
+        expected |= {f"best/{name}": spec for name, (spec, _) in state.items()}
+        expected["optimizer/t"] = ((), INTEGERS, 0)
+        params = [spec for spec, trainable in state.values() if trainable]  # in the order of model.params()
+        for buffer in _OPTIMIZER_BUFFERS:
+            expected |= {f"optimizer/{buffer}.{i}": spec for i, spec in enumerate(params)}
+    return expected
+
+
+def _check_members(path, members, expected) -> None:
+    """Check 5: the members are the arrays the architecture implies, and none claims more than its array needs.
+    What a checkpoint may leave out: best/ (without early stopping) and an optimizer buffer (plain SGD has none,
+    and none exist before the first step), each as a whole."""
+    names = members.keys() - {_HEADER}
+    for prefix in ["best/", *(f"optimizer/{buffer}." for buffer in _OPTIMIZER_BUFFERS)]:
+        if not any(name.startswith(prefix) for name in names):
+            for name in [name for name in expected if name.startswith(prefix)]:
+                del expected[name]
+    missing, extra = sorted(expected.keys() - names), sorted(names - expected.keys())
+    if missing or extra:
+        raise ModelFileError(f"{path}: the arrays do not match the architecture (missing {_few(missing)}, "
+                             f"unexpected {_few(extra)})")
+    for name, (shape, dtypes, max_chars) in expected.items():
+        itemsize = max([4 * max_chars] + [dtype.itemsize for dtype in dtypes.values() if dtype is not None])
+        most = 12 + MAX_NPY_HEADER + math.prod(shape) * itemsize  # magic, version, length, header, data
+        if members[name].file_size > most:
+            raise ModelFileError(f"{path}: the member {name}.npy claims {members[name].file_size:,} bytes; its array "
+                                 f"{shape} needs at most {most:,}; the file is corrupt or hostile")
+
+
+def _read_member(path, archive, info, shape, dtypes, max_chars=0) -> np.ndarray:
+    """Check 6: one array, read within its member's declared size; floats must be finite."""
+    try:
+        with archive.open(info) as f:
+            array = read_array(f, info.file_size, shape, dtypes, max_chars)
+    except NpyError as error:
+        raise ModelFileError(f"{path}: the member {info.filename}: {error}") from None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ModelFileError(f"{path}: the member {info.filename} holds NaN or infinite values; the model "
+                             "diverged or the file is damaged: retrain, or use an earlier file")
+    return array
 
 
 def split(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -94,41 +225,163 @@ def save_model(path, model, header: dict) -> pathlib.Path:
 
 
 def load_model(path):
-    """(model, header) from a model file or a checkpoint. The architecture is checked before anything is
-    built, and every array against the shape the architecture implies."""
+    """(model, header) from a model file or a checkpoint: `load`, then the network is built and must map 784
+    pixels to 10 classes (see `_check_digits`)."""
+    arrays, header = load(path)
+    return _build(path, header, split(arrays, "model")), header
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, header) of a checkpoint, for train.Run.resume: `load`, the kind, and the network checked as in
+    load_model (Run.resume then checks the config and the trainer's state, which train.py knows)."""
+    arrays, header = load(path)
+    if header["kind"] != "checkpoint":
+        raise ModelFileError(f"{path}: a model file, not a checkpoint; resume from the .ckpt.npz file "
+                             "that training wrote beside it")
+    _build(path, header, split(arrays, "model"))
+    return arrays, header
+
+
+def _build(path, header, state):
+    """The network of the header with the file's weights, checked on one zero image."""
     from .model import Sequential  # the file format does not need the math until a model is built
 
-    arrays, header = load(path)
-    spec = header.get("architecture")
-    _check_architecture(path, spec)
     try:
-        model = Sequential.from_spec(spec)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: the architecture in the header is invalid ({error})") from None
-    try:
-        model.load_state_dict(split(arrays, "model"))
-    except (KeyError, ValueError) as error:
-        raise ModelFileError(f"{path}: the arrays do not match the architecture ({error})") from None
-    return model, header
+        model = Sequential.from_spec(header["architecture"])
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError) as error:  # an option a layer refuses, e.g. p = 2 for Dropout
+        raise ModelFileError(f"{path}: the architecture in the header is invalid ({_one_line(error)})") from None
+    _check_digits(path, model)
+    return model
 
 
-def _check_architecture(path, spec) -> None:
-    """The header's architecture must be a list of layer descriptions of sane size: a file must not be able
-    to make us allocate gigabytes before the shape checks run."""
+def _check_digits(path, model) -> None:
+    """One zero image in inference mode must come out as 10 finite logits from a last Dense layer: a wrong
+    D_in, a pool larger than the image, 3 classes or no Dense layer fail here, not in a command. Each
+    convolution's work is bounded first, since the header, not the file's size, decides it."""
+    X = np.zeros((1, INPUT), np.float32)  # (1, 784)
+    try:
+        for layer in model.layers:
+            if type(layer).__name__ == "Conv2D" and X.ndim == 4:
+                _check_convolution(path, layer, X.shape)
+            X = layer.forward(X, train=False)
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, IndexError, MemoryError) as error:
+        raise ModelFileError(f"{path}: the network does not take {INPUT}-pixel images ({_one_line(error)})") from None
+    if type(model.layers[-1]).__name__ != "Dense":
+        raise ModelFileError(f"{path}: the network does not end in a Dense layer giving the class scores; "
+                             "it is not a numpynn classifier")
+    if X.shape != (1, CLASSES):
+        raise ModelFileError(f"{path}: the network tells {X.shape[-1]} classes apart; numpynn's datasets have "
+                             f"{CLASSES}")
+    if not np.isfinite(X).all():
+        raise ModelFileError(f"{path}: the network gives NaN or infinite scores for a blank image; the file is "
+                             "damaged: retrain, or use an earlier file")
+
+
+def _check_convolution(path, layer, shape) -> None:
+    """The padded image, the columns of im2col and the output of one Conv2D for one image, before it runs."""
+    _, C_in, H_in, W_in = shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    H_out, W_out = (H_in + 2 * p - k) // s + 1, (W_in + 2 * p - k) // s + 1
+    work = max(C_in * (H_in + 2 * p) * (W_in + 2 * p), C_in * k * k * H_out * W_out, layer.C_out * H_out * W_out)
+    if work > MAX_ACTIVATIONS:
+        raise ModelFileError(f"{path}: a Conv2D layer would make {work:,} values for one image, more than "
+                             f"numpynn's limit of {MAX_ACTIVATIONS:,}; the file is corrupt or not meant for numpynn")
+
+
+def _model_state(path, spec) -> dict[str, tuple[tuple, bool]]:
+    """Check 3: "<i>.<name>" -> ((shape, dtypes, max characters), trainable) for every array of the model's
+    state_dict, in its order, from the architecture alone: nothing is allocated, so a header that declares
+    a huge network costs nothing. Refuses an architecture of more than MAX_PARAMETERS parameters."""
     if not isinstance(spec, list) or not spec or not all(isinstance(layer, dict) for layer in spec):
         raise ModelFileError(f"{path}: the header has no valid architecture (a list of layers)")
-    total = 0
-    for layer in spec:
-        sizes = [layer.get(key) for key in ("D_in", "D_out", "D", "C_in", "C_out", "kernel") if key in layer]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
-            raise ModelFileError(f"{path}: the architecture has a non-integer size in {layer}")
-        if any(v < 0 for v in sizes):
-            raise ModelFileError(f"{path}: the architecture has a negative size in {layer}")
-        if "kernel" in layer:
-            sizes.append(layer["kernel"])  # a Conv2D's W is C_out x C_in x kernel x kernel
-        total += math.prod(sizes) + sum(sizes)  # W and b (Dense, Conv2D); a BatchNorm's four vectors, roughly
+    state, total = {}, 0
+    for i, layer in enumerate(spec):
+        for name, entry in _layer_state(path, layer).items():
+            state[f"{i}.{name}"] = entry
+            total += math.prod(entry[0][0])
     if total > MAX_PARAMETERS:
         raise ModelFileError(
             f"{path}: the architecture asks for {total:,} parameters, more than numpynn's limit of "
             f"{MAX_PARAMETERS:,}; the file is corrupt or not meant for numpynn"
         )
+    return state
+
+
+def _layer_state(path, layer: dict) -> dict[str, tuple[tuple, bool]]:
+    """name -> ((shape, dtypes, max characters), trainable) of what one layer saves: its params in the order
+    of layer.params (the optimizer's buffers follow it), its buffers, a Dropout's generator state. This mirrors
+    layers.py and conv.py; a test compares it with Sequential.state_dict for every layer type."""
+    from .model import LAYERS
+
+    kind = layer.get("type")
+    if kind not in LAYERS:
+        raise ModelFileError(f"{path}: the architecture in the header is invalid (unknown layer type "
+                             f"{_short(kind)}; numpynn has {', '.join(LAYERS)})")
+    sizes = {key: layer[key] for key in ("D_in", "D_out", "D", "C_in", "C_out", "kernel") if key in layer}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes.values()):
+        raise ModelFileError(f"{path}: the architecture has a non-integer size in {_short(layer)}")
+    if any(v < 1 for v in sizes.values()):
+        raise ModelFileError(f"{path}: the architecture has a negative or zero size in {_short(layer)}")
+    dtype = layer.get("dtype", "float32")
+    if kind in ("Dense", "Conv2D", "BatchNorm") and dtype not in FLOATS:
+        raise ModelFileError(f"{path}: the architecture asks for dtype {_short(dtype)} in {kind}; numpynn "
+                             f"uses {' or '.join(FLOATS)}")
+    floats = {dtype: FLOATS.get(dtype)}
+    try:
+        if kind == "Dense":
+            return {"W": (((sizes["D_in"], sizes["D_out"]), floats, 0), True),
+                    "b": (((sizes["D_out"],), floats, 0), True)}
+        if kind == "Conv2D":
+            C_in, C_out, k = sizes["C_in"], sizes["C_out"], sizes["kernel"]
+            return {"W": (((C_out, C_in, k, k), floats, 0), True), "b": (((C_out,), floats, 0), True)}
+        if kind == "BatchNorm":
+            vector = ((sizes["D"],), floats, 0)
+            return {"gamma": (vector, True), "beta": (vector, True),
+                    "running_mean": (vector, False), "running_var": (vector, False)}
+    except KeyError as error:
+        raise ModelFileError(f"{path}: the architecture has no size {error} in {_short(layer)}") from None
+    if kind == "Dropout":
+        return {"rng": (((), {"str": None}, MAX_RNG_CHARS), False)}
+    return {}  # activations, pooling, reshapes: nothing saved
+
+
+def _check_fields(path, header) -> None:
+    """Check 4: the kind, and the header fields that the interfaces print or use, so none of them meets a
+    surprise (info prints each of dataset, preprocessing, metrics and config as key=value pairs)."""
+    from .data import DATASETS
+
+    kind = header.get("kind")
+    if kind not in ("model", "checkpoint"):
+        raise ModelFileError(f"{path}: the header's kind is {_short(kind)}; numpynn writes \"model\" or "
+                             "\"checkpoint\"")
+    needed = ("config", "trainer") if kind == "checkpoint" else ()
+    for key in ("dataset", "preprocessing", "metrics", "config", "trainer", "history"):
+        if (key in header or key in needed) and not isinstance(header.get(key), dict):
+            raise ModelFileError(f"{path}: the header's {key} is not a JSON object")
+    if "dataset" in header and header["dataset"].get("name") not in DATASETS:
+        raise ModelFileError(f"{path}: the header names an unknown dataset {_short(header['dataset'].get('name'))}; "
+                             f"numpynn knows {', '.join(sorted(DATASETS))}")
+    for name, value in header.get("metrics", {}).items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (value is None or isinstance(value, str) or (number and math.isfinite(value))):
+            raise ModelFileError(f"{path}: the header's metric {_short(name)} is {_short(value)}, not a number")
+    if not isinstance(header.get("numpynn_version", ""), str):
+        raise ModelFileError(f"{path}: the header's numpynn_version is not text")
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") if names else "none"
+
+
+def _short(value) -> str:
+    """A value from the file, cut so that an error message stays one short line."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(error) -> str:
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."

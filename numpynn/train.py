@@ -321,23 +321,36 @@ class Run:
         }
 
     @classmethod
-    def resume(cls, arrays: dict, header: dict, epochs: int | None = None) -> "Run":
-        """Rebuild a Run from a checkpoint's arrays and header; `epochs` may extend the run."""
-        config = config_from_json(header["config"])
-        if epochs is not None:
-            config = replace(config, epochs=epochs)
-        model = Sequential.from_spec(header["architecture"])  # the checkpoint's own shapes, any D and K
-        model.load_state_dict(serialize.split(arrays, "model"))
-        optimizer = build_optimizer(config)
-        optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
-        trainer = header["trainer"]
-        rng, augment_rng = np.random.default_rng(), np.random.default_rng([config.seed, 3])
-        rng.bit_generator.state = trainer["rng"]
-        if "augment_rng" in trainer:  # checkpoints from before augmentation have none, and did not augment
-            augment_rng.bit_generator.state = trainer["augment_rng"]
-        return cls(model, optimizer, config, rng, augment_rng, epoch=int(trainer["epoch"]),
-                   step=int(trainer["step"]), history=History(**trainer["history"]),
-                   best_state=serialize.split(arrays, "best") or None, best_accuracy=float(trainer["best_accuracy"]))
+    def resume(cls, arrays: dict, header: dict, epochs: int | None = None, source: str = "checkpoint") -> "Run":
+        """Rebuild a Run from a checkpoint's arrays and header (serialize.load_checkpoint checks the file and
+        its arrays); `epochs` may extend the run. A config or trainer state that does not fit raises
+        serialize.ModelFileError naming `source`."""
+        try:
+            config = config_from_json(header["config"])
+            if epochs is not None:
+                config = replace(config, epochs=epochs)
+            model = Sequential.from_spec(header["architecture"])  # the checkpoint's own shapes, any D and K
+            model.load_state_dict(serialize.split(arrays, "model"))
+            optimizer = build_optimizer(config)
+            optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
+            trainer = header["trainer"]
+            rng, augment_rng = np.random.default_rng(), np.random.default_rng([config.seed, 3])
+            rng.bit_generator.state = trainer["rng"]
+            if "augment_rng" in trainer:  # checkpoints from before augmentation have none, and did not augment
+                augment_rng.bit_generator.state = trainer["augment_rng"]
+            history = History(**trainer["history"])
+            counts = (trainer["epoch"], trainer["step"])
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+                raise ValueError(f"epoch and step must be counts, not {counts}")
+            if not (isinstance(history.epochs, list) and all(isinstance(row, dict) for row in history.epochs)
+                    and isinstance(history.best_epoch, int) and isinstance(history.stopped, str)):
+                raise ValueError("the history is not a list of epochs, a best epoch and how it stopped")
+            best_accuracy = float(trainer["best_accuracy"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:  # what a lying header makes these raise
+            raise serialize.ModelFileError(f"{source}: the training state in the header does not fit "
+                                           f"({type(error).__name__}: {str(error)[:200]})") from None
+        return cls(model, optimizer, config, rng, augment_rng, epoch=trainer["epoch"], step=trainer["step"],
+                   history=history, best_state=serialize.split(arrays, "best") or None, best_accuracy=best_accuracy)
 
 
 def augmenter(config: TrainConfig):
