@@ -80,7 +80,7 @@ class Conv2D(Layer):
     contiguous run across the batch: the reason for the module's batch-last memory layout."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int = 1, padding: int = 0, init: str = "he",
-                 rng: np.random.Generator | None = None, dtype=np.float32):
+                 rng: np.random.Generator | None = None, dtype=np.float32, W: np.ndarray | None = None):
         super().__init__()
         require_int(C_in, "C_in", 1, "use 1 or more input channels")
         require_int(C_out, "C_out", 1, "use 1 or more output channels")
@@ -90,9 +90,13 @@ class Conv2D(Layer):
         require(init in ("he", "glorot"), "init", init, "use one of he, glorot")
         self.C_in, self.C_out, self.kernel, self.stride, self.padding = C_in, C_out, kernel, stride, padding
         self.init, self.dtype = init, np.dtype(dtype)
+        shape = (C_out, C_in, kernel, kernel)
+        if W is not None:  # a model being loaded: its weights as given, nothing drawn (no second copy in memory)
+            require(W.shape == shape, "W", W.shape, f"give W of shape {shape}")
+            self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(C_out, self.dtype)}
+            return
         rng = rng if rng is not None else np.random.default_rng(0)
         fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel
-        shape = (C_out, C_in, kernel, kernel)
         if init == "he":
             W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
         else:

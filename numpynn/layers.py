@@ -51,11 +51,15 @@ class Dense(Layer):
     (for tanh and sigmoid), "seed" W ~ N(0, 1) * 0.01 as numpynn.seed; b = 0 always."""
 
     def __init__(self, D_in: int, D_out: int, init: str = "he", rng: np.random.Generator | None = None,
-                 dtype=np.float32):
+                 dtype=np.float32, W: np.ndarray | None = None):
         super().__init__()
         require(D_in >= 1 and D_out >= 1, "D_in, D_out", (D_in, D_out), "use sizes of 1 or more")
         require(init in INITS, "init", init, f"use one of {', '.join(INITS)}")
         self.D_in, self.D_out, self.init, self.dtype = D_in, D_out, init, np.dtype(dtype)
+        if W is not None:  # a model being loaded: its weights as given, nothing drawn (no second copy in memory)
+            require(W.shape == (D_in, D_out), "W", W.shape, f"give W of shape {(D_in, D_out)}")
+            self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(D_out, self.dtype)}
+            return
         rng = rng if rng is not None else np.random.default_rng(0)
         # Drawn as (D_out, D_in) and transposed: the seed's orientation, so init="seed" with the same rng gives
         # exactly numpynn.seed.init_params's numbers. Scaled in float64, then cast, as the seed does.

@@ -88,13 +88,13 @@ class Sequential:
         before changing anything. Arrays are copied into the existing ones, so an optimizer holding them
         keeps working, and are cast to the model's dtype."""
         state = {name: np.asarray(state[name]) for name in state}
-        own = self.state_dict()
+        own = self.state_shapes()
         missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or extra:
             raise ValueError(f"state does not fit this model: missing entries {missing}, unexpected entries {extra}")
-        for name, value in own.items():
-            if state[name].shape != value.shape:
-                raise ValueError(f"state entry {name!r} has shape {state[name].shape}; this model needs {value.shape}")
+        for name, shape in own.items():
+            if state[name].shape != shape:
+                raise ValueError(f"state entry {name!r} has shape {state[name].shape}; this model needs {shape}")
         rng_states = {}
         for name in (name for name in own if name.endswith(".rng")):
             try:
@@ -107,22 +107,41 @@ class Sequential:
             if hasattr(layer, "rng"):
                 layer.rng.bit_generator.state = rng_states[f"{i}.rng"]
 
+    def state_shapes(self) -> dict[str, tuple]:
+        """The names of state_dict() with their shapes, without copying anything."""
+        shapes = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in {**layer.params, **layer.buffers}.items():
+                shapes[f"{i}.{name}"] = value.shape
+            if hasattr(layer, "rng"):
+                shapes[f"{i}.rng"] = ()
+        return shapes
+
     def spec(self) -> list[dict]:
         return [layer.spec() for layer in self.layers]
 
     @classmethod
-    def from_spec(cls, spec: list[dict], rng: np.random.Generator | None = None) -> Sequential:
-        """A fresh model of this description; rng draws the initial weights (then load a state)."""
+    def from_spec(cls, spec: list[dict], rng: np.random.Generator | None = None, state=None) -> Sequential:
+        """A model of this description: with `state` (a state_dict, e.g. from a model file), holding it;
+        otherwise fresh, its initial weights drawn by rng. Given the state, no initial weights are drawn, so
+        loading a model costs its size once, not three times (the draws are float64)."""
         rng = rng if rng is not None else np.random.default_rng(0)
         layers = []
-        for layer_spec in spec:
+        for i, layer_spec in enumerate(spec):
             kind = layer_spec.get("type")
             require(kind in LAYERS, "type", kind, f"use one of {', '.join(LAYERS)}")
             kwargs = {key: value for key, value in layer_spec.items() if key != "type"}
-            if kind in ("Dense", "Conv2D"):
-                kwargs["rng"] = rng  # the layers that draw their initial values
+            require(not {"rng", "W"} & kwargs.keys(), "spec", layer_spec, "describe a layer by its sizes and "
+                    "options, as layer.spec() does: its generator and weights are not part of a spec")
+            if kind in ("Dense", "Conv2D"):  # the layers that draw their initial values
+                kwargs["rng"] = rng
+                if state is not None and f"{i}.W" in state:
+                    kwargs["W"] = np.asarray(state[f"{i}.W"])
             layers.append(LAYERS[kind](**kwargs))
-        return cls(layers)
+        model = cls(layers)
+        if state is not None:
+            model.load_state_dict(state)  # checks every name and shape, and fills in the rest
+        return model
 
     def predict_proba(self, X, batch_size: int = 256):
         """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded (a CNN's columns grow with

@@ -247,8 +247,7 @@ def _build(path, header, state):
     from .model import Sequential  # the file format does not need the math until a model is built
 
     try:
-        model = Sequential.from_spec(header["architecture"])
-        model.load_state_dict(state)
+        model = Sequential.from_spec(header["architecture"], state=state)  # the file's weights, none drawn
     except (KeyError, TypeError, ValueError) as error:  # an option a layer refuses, e.g. p = 2 for Dropout
         raise ModelFileError(f"{path}: the architecture in the header is invalid ({_one_line(error)})") from None
     _check_digits(path, model)

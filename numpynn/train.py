@@ -329,8 +329,8 @@ class Run:
             config = config_from_json(header["config"])
             if epochs is not None:
                 config = replace(config, epochs=epochs)
-            model = Sequential.from_spec(header["architecture"])  # the checkpoint's own shapes, any D and K
-            model.load_state_dict(serialize.split(arrays, "model"))
+            model = Sequential.from_spec(header["architecture"],  # the checkpoint's own shapes, any D and K
+                                         state=serialize.split(arrays, "model"))
             optimizer = build_optimizer(config)
             optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
             trainer = header["trainer"]
