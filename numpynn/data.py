@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import npyfile
+
 
 class DataError(Exception):
     """The data cannot be found, fetched or trusted. The message names the file or folder and the problem."""
@@ -246,38 +248,54 @@ def _read_idx_gzip(f, path):
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+MAX_IMAGES = 1_000_000  # images per split in an .npz (MNIST has 60,000): bounds what a file can make us allocate
+
+
 def read_npz(path):
     """Read Keras' mnist.npz: returns (x_train, y_train, x_test, y_test), checked like the IDX files.
 
-    Loaded with allow_pickle=False: an .npz can carry pickled objects, and unpickling runs code."""
+    Read without np.load, which believes the file: the archive's directory is checked first (nothing
+    inflated yet: no encrypted members, no sizes that compression cannot make, none past MAX_IMAGES images),
+    then each array by npyfile.read_array: uint8 only (no pickles, no objects, no structured dtypes), the
+    shape N x 28 x 28 or N, and exactly the bytes that shape needs."""
     path = pathlib.Path(path)
     try:
-        f = open(path, "rb")
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        with open(path, "rb") as f:
+            single = f.read(len(npyfile.MAGIC)) == npyfile.MAGIC
+        if single:
+            raise DataError(f"{path}: a single .npy array, not an .npz archive with {', '.join(_NPZ_KEYS)}") from None
+        raise DataError(f"{path}: cannot read it as an .npz archive (not a zip file, or cut short)") from None
     except OSError as e:
         raise DataError(f"{path}: cannot open it ({e.strerror or e})") from None
-    # Opened here, not by np.load, so that the file is closed even when np.load fails halfway.
-    with f:
-        try:
-            archive = np.load(f, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path}: cannot read it as an .npz archive ({e})") from None
-        if not hasattr(archive, "files"):                 # a plain .npy file loads as one array
-            raise DataError(f"{path}: a single .npy array, not an .npz archive with {', '.join(_NPZ_KEYS)}")
-        missing = [key for key in _NPZ_KEYS if key not in archive.files]
+    with archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        missing = [key for key in _NPZ_KEYS if key not in members]
         if missing:
-            found = ", ".join(archive.files) or "nothing"
+            found = ", ".join(sorted(members)[:10]) or "nothing"
             raise DataError(f"{path}: missing {', '.join(missing)} (found: {found})")
-        arrays = {}
-        for key in _NPZ_KEYS:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as e:                       # object arrays need pickle, which is refused
-                raise DataError(f"{path}: cannot load {key} without unpickling ({e})") from None
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-                raise DataError(f"{path}: {key} is corrupt ({e})") from None
+        arrays = {key: _read_npz_member(path, archive, members[key], key) for key in _NPZ_KEYS}
     _check_pair(arrays["x_train"], arrays["y_train"], f"{path} [x_train]", f"{path} [y_train]")
     _check_pair(arrays["x_test"], arrays["y_test"], f"{path} [x_test]", f"{path} [y_test]")
     return tuple(arrays[key] for key in _NPZ_KEYS)
+
+
+def _read_npz_member(path, archive, info, key) -> np.ndarray:
+    shape = (None, 28, 28) if key.startswith("x") else (None,)  # images, or labels
+    most = npyfile.PREFIX + npyfile.MAX_HEADER + MAX_IMAGES * math.prod(shape[1:])
+    problem = npyfile.member_problem(info)
+    if problem is None and info.file_size > most:
+        problem = f"claims {info.file_size:,} bytes; {MAX_IMAGES:,} images take at most {most:,}"
+    if problem:
+        raise DataError(f"{path} [{key}]: the member {problem}")
+    try:
+        with archive.open(info) as f:
+            return npyfile.read_array(f, info.file_size, shape, {"uint8": np.dtype(np.uint8)})
+    except npyfile.NpyError as e:
+        raise DataError(f"{path} [{key}]: {e}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        raise DataError(f"{path} [{key}]: corrupt ({' '.join(str(e).split()) or type(e).__name__})") from None
 
 
 def _check_pair(images, labels, images_name, labels_name):

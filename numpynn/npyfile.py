@@ -8,7 +8,8 @@ read_array instead takes from the caller the shape and the dtypes it expects, an
   reading it) with exactly the keys descr, fortran_order and shape;
 - descr: one of the dtypes the caller allows, float32, float64, int64 in either byte order, or unicode text
   "U<n>" of at most max_chars characters; nothing structured, no objects, no bytes;
-- shape: exactly the one the caller expects; fortran_order: a bool (column-major data is read back as such);
+- shape: exactly the one the caller expects (None in it: any size there, bounded by the member's size, which
+  the caller bounds); fortran_order: a bool (column-major data is read back as such);
 - the data: exactly the bytes the shape needs, no more and no fewer than the member holds, read in chunks, so
   nothing is inflated beyond what the array needs.
 Every problem raises NpyError, a ValueError with one line. Left out: memory mapping, pickles, and any dtype
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import zipfile
 
 import numpy as np
 
@@ -36,6 +38,26 @@ _TEXT = re.compile(r"[<>=|]?U([0-9]{1,9})")
 
 class NpyError(ValueError):
     """A member is not an .npy array of the expected dtype and shape."""
+
+
+MAX_RATIO = 1100  # deflate cannot inflate one byte into more than 1032: a member claiming more is lying
+_ALLOWED_FLAGS = 0x0808 | 0x0006  # a data descriptor, UTF-8 names, and deflate's speed hints; nothing else
+
+
+def member_problem(info: zipfile.ZipInfo) -> str | None:
+    """What is wrong with a zip member, from the archive's directory alone (nothing inflated yet), or None:
+    encrypted, flags zipfile would stumble on, a compression method other than stored or deflated, or an
+    uncompressed size that its compressed bytes cannot make."""
+    if info.flag_bits & 0x1:
+        return "is encrypted; numpynn never writes that"
+    if info.flag_bits & ~_ALLOWED_FLAGS:  # patched data, strong encryption, ...: zipfile would raise
+        return f"has zip flags {info.flag_bits:#x}; numpynn reads only plain stored or deflated members"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"uses compression method {info.compress_type}; numpynn reads only stored or deflated members"
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 64:
+        return f"claims {info.file_size:,} bytes from {info.compress_size:,} compressed; the file is corrupt or hostile"
+    return None
 
 
 def read_array(f, size: int, shape: tuple[int, ...], dtypes: dict[str, np.dtype], max_chars: int = 0):
@@ -62,8 +84,10 @@ def read_array(f, size: int, shape: tuple[int, ...], dtypes: dict[str, np.dtype]
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
         raise NpyError("the .npy header must hold exactly descr, fortran_order and shape")
     dtype = _dtype(header["descr"], dtypes, max_chars)
-    if header["shape"] != tuple(shape) or not isinstance(header["shape"], tuple):
-        raise NpyError(f"shape {_short(header['shape'])}; the architecture needs {tuple(shape)}")
+    if not _fits(header["shape"], shape):
+        wanted = "x".join("N" if n is None else str(n) for n in shape) if None in shape else str(tuple(shape))
+        raise NpyError(f"shape {_short(header['shape'])}; expected {wanted}")
+    shape = header["shape"]
     if not isinstance(header["fortran_order"], bool):
         raise NpyError("fortran_order must be True or False")
     nbytes = math.prod(shape) * dtype.itemsize
@@ -77,6 +101,12 @@ def read_array(f, size: int, shape: tuple[int, ...], dtypes: dict[str, np.dtype]
     array = np.frombuffer(data, dtype)
     array = array.reshape(shape[::-1]).T if header["fortran_order"] else array.reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _fits(claimed, shape) -> bool:
+    return (isinstance(claimed, tuple) and len(claimed) == len(shape)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 and (want is None or n == want)
+                    for n, want in zip(claimed, shape)))
 
 
 def _dtype(descr, dtypes: dict[str, np.dtype], max_chars: int) -> np.dtype:

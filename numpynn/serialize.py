@@ -15,7 +15,7 @@ in this order, each failure one line of ModelFileError naming the file:
 1. the file is a zip archive; its central directory (read, not inflated) has at most MAX_MEMBERS members, each
    with a unique name of the form `__header__.npy`, `model/<i>.<name>.npy`, `optimizer/<name>.npy` or
    `best/<i>.<name>.npy`, not encrypted, stored or deflated, no larger inflated than deflate can make it
-   (MAX_RATIO), and the compressed sizes fit in the file;
+   (npyfile.member_problem), and the compressed sizes fit in the file;
 2. the header member: at most MAX_HEADER_BYTES, a 0-d unicode .npy array (npyfile.read_array) of JSON
    holding an object;
 3. the format version (FORMAT_VERSION), then the architecture: a list of known layers whose sizes are
@@ -50,19 +50,17 @@ import zlib
 import numpy as np
 
 from .atomic import write_atomically
-from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, read_array
+from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, member_problem, read_array
 
 FORMAT_VERSION = 1
 MAX_PARAMETERS = 50_000_000  # a sanity bound on what a header may ask us to allocate (about 200 MB in float32)
 MAX_HEADER_BYTES = 1 << 20  # the JSON header: about 250 000 characters, room for a history of 1500 epochs
 MAX_RNG_CHARS = 1024  # a generator state in JSON (PCG64's is about 170 characters)
 MAX_MEMBERS = 10_000  # arrays in one file: a model of 1000 layers with its optimizer state has fewer
-MAX_RATIO = 1100  # deflate cannot inflate one byte into more than 1032: a member claiming more is lying
 MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (the cnn preset's largest: 51 200)
 INPUT, CLASSES = 784, 10  # what every dataset numpynn reads gives: 28 x 28 pixels, 10 classes
 _HEADER = "__header__"
 _MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
-_ALLOWED_FLAGS = 0x0808 | 0x0006  # a data descriptor, UTF-8 names, and deflate's speed hints; nothing else
 _OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
 
 
@@ -117,18 +115,9 @@ def _check_directory(path, infos) -> dict[str, zipfile.ZipInfo]:
             raise ModelFileError(f"{path}: unexpected member {_short(info.filename)}; not a numpynn model file")
         if name in members:
             raise ModelFileError(f"{path}: the member {info.filename} appears twice; the file is corrupt")
-        if info.flag_bits & 0x1:
-            raise ModelFileError(f"{path}: the member {info.filename} is encrypted; numpynn never writes that")
-        if info.flag_bits & ~_ALLOWED_FLAGS:  # patched data, strong encryption, ...: zipfile would raise
-            raise ModelFileError(f"{path}: the member {info.filename} has zip flags {info.flag_bits:#x}; "
-                                 "numpynn reads only plain stored or deflated members")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ModelFileError(f"{path}: the member {info.filename} uses compression method "
-                                 f"{info.compress_type}; numpynn reads only stored or deflated members")
-        stored = info.compress_type == zipfile.ZIP_STORED
-        if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 64:
-            raise ModelFileError(f"{path}: the member {info.filename} claims {info.file_size:,} bytes from "
-                                 f"{info.compress_size:,} compressed; the file is corrupt or hostile")
+        problem = member_problem(info)
+        if problem:
+            raise ModelFileError(f"{path}: the member {info.filename} {problem}")
         compressed += info.compress_size
         members[name] = info
     if compressed > path.stat().st_size:

@@ -3,11 +3,15 @@
 Downloads are tested in test_download.py. The real MNIST files are used only by the tests marked `mnist`.
 """
 import gzip
+import io
+import zipfile
 import hashlib
 import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import random_mnist_arrays
 
@@ -270,7 +274,7 @@ def test_npz_object_array_is_refused(tmp_path):
     arrays = npz_arrays()
     arrays["y_test"] = np.array([object()] * 10, dtype=object)
     np.savez(tmp_path / "mnist.npz", **arrays)
-    raises_data_error(read_npz, tmp_path / "mnist.npz", match="unpickling")
+    raises_data_error(read_npz, tmp_path / "mnist.npz", match=r"\[y_test\]: dtype '\|O' is not allowed")
 
 
 def test_npz_missing_key(tmp_path):
@@ -484,3 +488,72 @@ def test_real_mnist_splits(mnist_dir):
 def test_real_mnist_files_are_not_taken_for_fashion_mnist(mnist_dir):
     message = raises_data_error(load_raw, "fashion-mnist", mnist_dir, match="MNIST training labels")
     assert NAMES["train_labels"] in message
+
+
+# Hostile .npz files: refused from the zip directory or the .npy header, before anything large is allocated.
+
+def _npz_with(tmp_path, key: str, member: bytes, compress=zipfile.ZIP_STORED):
+    """mnist.npz with valid arrays, except `key`, whose .npy member is `member` (bytes as given)."""
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w", compress) as archive:
+        for name, array in npz_arrays().items():
+            if name == key:
+                archive.writestr(f"{name}.npy", member)
+            else:
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                archive.writestr(f"{name}.npy", buffer.getvalue())
+    return path
+
+
+def _npy(descr: str, shape, data: bytes = b"") -> bytes:
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data
+
+
+@pytest.mark.parametrize("member, match", [
+    (_npy("|u1", (10**15, 28, 28)), r"\[x_train\]: holds 0 bytes of data"),          # 10^15 images claimed
+    (_npy("[('a', '<i4')]", (20, 28, 28)), r"\[x_train\]: dtype"),                    # structured
+    (_npy("<f8", (20, 28, 28), bytes(20 * 784 * 8)), r"\[x_train\]: dtype '<f8' is not allowed"),
+    (_npy("|u1", (20, 784), bytes(20 * 784)), r"\[x_train\]: shape \(20, 784\); expected Nx28x28"),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': '|u1',\n", r"\[x_train\]: .*header"),        # malformed header
+    (b"\x93NUMPY\x01\x00\xff\xff" + b" " * 100, r"\[x_train\]: .*header of 65535 bytes"),
+    (b"", r"\[x_train\]"),
+])
+def test_npz_hostile_members_are_one_line(tmp_path, member, match):
+    raises_data_error(read_npz, _npz_with(tmp_path, "x_train", member), match=match)
+
+
+def test_npz_bombs_and_encrypted_members_are_refused_from_the_directory(tmp_path):
+    # A member that inflates to more than MAX_IMAGES images: refused by its declared size, never inflated.
+    from numpynn import data
+
+    too_many = _npy("|u1", (data.MAX_IMAGES + 10, 28, 28), bytes((data.MAX_IMAGES + 10) * 784))
+    path = _npz_with(tmp_path, "x_train", too_many, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 2_000_000  # about 800 MB of zeros, deflated
+    raises_data_error(read_npz, path, match=r"\[x_train\]: the member claims .* bytes; 1,000,000 images")
+    # The encryption flag, set by hand in both headers of the y_test member.
+    path = _npz_with(tmp_path, "y_test", _npy("|u1", (10,), bytes(10)))
+    raw = bytearray(path.read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = raw.rfind(signature)
+        raw[start + flag_at] |= 1
+    path.write_bytes(bytes(raw))
+    raises_data_error(read_npz, path, match=r"\[y_test\]: the member is encrypted")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)),
+                                                   max_size=4))
+def test_npz_fuzz_damaged_archives_read_or_raise_data_error(tmp_path, cut, flips):
+    buffer = io.BytesIO()
+    np.savez(buffer, **npz_arrays())
+    raw = bytearray(buffer.getvalue())
+    for at, value in flips:
+        raw[at % len(raw)] ^= value
+    (tmp_path / "mnist.npz").write_bytes(bytes(raw[: len(raw) - cut % len(raw)] if cut % 3 == 0 else raw))
+    try:
+        read_npz(tmp_path / "mnist.npz")
+    except DataError as error:
+        assert "\n" not in str(error)

@@ -92,7 +92,7 @@ def test_arrays_must_match_the_architecture(tmp_path, model):
     header = {"format_version": 1, "kind": "model", "architecture": model.spec()}
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     arrays["model/0.W"] = np.zeros((784, 31), np.float32)
-    with pytest.raises(ModelFileError, match=r"model/0.W.npy: shape \(784, 31\); the architecture needs \(784, 32\)"):
+    with pytest.raises(ModelFileError, match=r"model/0.W.npy: shape \(784, 31\); expected \(784, 32\)"):
         load_model(write_npz(tmp_path / "shape.npz", header, **arrays))
     del arrays["model/0.W"]
     with pytest.raises(ModelFileError, match="do not match the architecture"):
