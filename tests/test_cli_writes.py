@@ -26,7 +26,7 @@ def one_line(err: str) -> bool:
 
 @pytest.fixture
 def model_file(tmp_path):
-    return serialize.save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {"dataset": "mnist"})
+    return serialize.save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {})
 
 
 @pytest.fixture
