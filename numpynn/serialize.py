@@ -244,15 +244,18 @@ def _build(path, header, state):
 
 
 def _check_digits(path, model) -> None:
-    """One zero image in inference mode must come out as 10 finite logits from a last Dense layer: a wrong
-    D_in, a pool larger than the image, 3 classes or no Dense layer fail here, not in a command. Each
+    """Two images in inference mode, all black and all white (the ends of the pixel range), must come out as
+    10 finite logits each from a last Dense layer: a wrong D_in, a pool larger than the image, 3 classes, no
+    Dense layer, or weights so large that a bright image overflows fail here, not in a command. Each
     convolution's work is bounded first, since the header, not the file's size, decides it."""
-    X = np.zeros((1, INPUT), np.float32)  # (1, 784)
+    X = np.zeros((2, INPUT), np.float32)  # (2, 784)
+    X[1] = 1
     try:
-        for layer in model.layers:
-            if type(layer).__name__ == "Conv2D" and X.ndim == 4:
-                _check_convolution(path, layer, X.shape)
-            X = layer.forward(X, train=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one line
+            for layer in model.layers:
+                if type(layer).__name__ == "Conv2D" and X.ndim == 4:
+                    _check_convolution(path, layer, X.shape)
+                X = layer.forward(X, train=False)
     except ModelFileError:
         raise
     except (ValueError, TypeError, IndexError, MemoryError) as error:
@@ -260,12 +263,12 @@ def _check_digits(path, model) -> None:
     if type(model.layers[-1]).__name__ != "Dense":
         raise ModelFileError(f"{path}: the network does not end in a Dense layer giving the class scores; "
                              "it is not a numpynn classifier")
-    if X.shape != (1, CLASSES):
+    if X.shape != (2, CLASSES):
         raise ModelFileError(f"{path}: the network tells {X.shape[-1]} classes apart; numpynn's datasets have "
                              f"{CLASSES}")
     if not np.isfinite(X).all():
-        raise ModelFileError(f"{path}: the network gives NaN or infinite scores for a blank image; the file is "
-                             "damaged: retrain, or use an earlier file")
+        raise ModelFileError(f"{path}: the network gives NaN or infinite scores for a black or a white image; its weights "
+                             "overflow or the file is damaged: retrain, or use an earlier file")
 
 
 def _check_convolution(path, layer, shape) -> None:

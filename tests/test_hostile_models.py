@@ -478,3 +478,14 @@ def test_the_expected_state_mirrors_the_layers(tmp_path):
         [(name, value.shape) for name, value in model.state_dict().items()]
     trainable = [name for name, (_, is_param) in state.items() if is_param]
     assert trainable == model.param_names()
+
+
+def test_weights_that_overflow_on_a_bright_image_are_refused(tmp_path):
+    # Every weight finite, a blank image fine (the biases are 0), but 784 white pixels times 1e30 times 1e30
+    # overflow float32: predict would print "nan%". Refused at load, with the reason.
+    model = mlp([784, 8, 10])
+    for layer in (model.layers[0], model.layers[2]):
+        layer.params["W"][...] = 1e30
+    path = save_model(tmp_path / "overflow.npz", model, {})
+    with pytest.raises(ModelFileError, match="NaN or infinite scores.*overflow"):
+        load_model(path)
