@@ -577,6 +577,9 @@ def cmd_report(args) -> int:
     return 0
 
 
+MIN_TOKEN = 16  # characters of a token set by $NUMPYNN_TOKEN: a short one could be guessed
+
+
 def cmd_serve(args) -> int:
     import ipaddress
     import os
@@ -587,11 +590,19 @@ def cmd_serve(args) -> int:
         raise UsageError(f"--port {args.port} is out of range: use 1 to 65535 (or 0 for any free port)")
     if args.models is not None and not pathlib.Path(args.models).is_dir():
         raise UsageError(f"--models {args.models}: no such folder; create it first or leave --models out")
+    for name in args.allow_host:
+        if not name or any(c in name for c in "/:@ []"):
+            raise UsageError(f"--allow-host {name!r}: give a host name, such as mybox.lan (no port, no scheme)")
+    token = os.environ.get("NUMPYNN_TOKEN") or None  # from the environment, not a flag: ps shows flags to all
+    if token is not None and (len(token) < MIN_TOKEN or not token.isascii() or not token.isprintable()):
+        raise UsageError(f"$NUMPYNN_TOKEN: use at least {MIN_TOKEN} printable ASCII characters, e.g. the output "
+                         f"of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it")
     if args.model is not None:
         _, header = _load_model(args.model)  # a bad file fails here, in one line, not in the page
         if header.get("kind") != "model":
             raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
+    from .atomic import OutputError, check_folder
     from .web.app import create_app, one_blas_thread
     from .web.guard import host_names
     from .web.registry import default_models_dir
@@ -611,10 +622,6 @@ def cmd_serve(args) -> int:
         raise CommandError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another "
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()
-    for name in args.allow_host:
-        if not name or any(c in name for c in "/:@ []"):
-            raise UsageError(f"--allow-host {name!r}: give a host name, such as mybox.lan (no port, no scheme)")
-    token = os.environ.get("NUMPYNN_TOKEN") or None  # from the environment, not a flag: ps shows flags to all
     app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset, token=token,
                      hosts=host_names(args.host, args.allow_host))
     one_blas_thread(app)
@@ -625,6 +632,10 @@ def cmd_serve(args) -> int:
           f"(Ctrl-C to stop)", flush=True)
     print(f"numpynn: scripts that start or stop training send the header X-Numpynn-Token: {app.state.token}",
           flush=True)
+    try:
+        check_folder(folder, f"--models {folder}", may_create=True)
+    except OutputError as error:  # the page still reads digits; only the Learn tab needs to write
+        print(f"numpynn: warning: {error}; until then the Learn tab cannot save its runs", file=sys.stderr)
     if not ipaddress.ip_address(host).is_loopback:
         print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
               f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)

@@ -146,3 +146,21 @@ def test_an_unexpected_error_is_one_line(capsys, model_file, monkeypatch):
     monkeypatch.setenv("NUMPYNN_DEBUG", "1")
     with pytest.raises(TypeError):
         cli.main(["info", str(model_file)])
+
+
+def test_serve_warns_at_start_when_the_models_folder_is_read_only(read_only_folder):
+    server = subprocess.Popen([sys.executable, "-m", "numpynn", "serve", "--models", str(read_only_folder),
+                               "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[1])})
+    try:
+        line = server.stderr.readline()  # the warning comes before the server runs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert line.startswith("numpynn: warning: --models") and "not writable" in line and "Learn tab" in line
+
+
+def test_serve_refuses_a_short_token(capsys, monkeypatch):
+    monkeypatch.setenv("NUMPYNN_TOKEN", "guessable")
+    code, _, err = run_cli(capsys, "serve", "--port", "0")
+    assert code == 2 and one_line(err) and "$NUMPYNN_TOKEN" in err and "16" in err
