@@ -287,6 +287,10 @@ def _read_toml(path) -> dict:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
+    import os
+
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that would be read forever
+        raise UsageError(f"--config {path}: not a regular file; name a TOML file")
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -147,6 +147,9 @@ def _read(image, name):
         return _from_array(image, name)
     if isinstance(image, (str, os.PathLike)):
         source = image
+        if os.path.exists(image) and not os.path.isfile(image) and not os.path.isdir(image):
+            raise ImageError(f"{name}: not a regular file (a pipe or a device), which could be read forever; "
+                             f"name a picture file")
     elif isinstance(image, (bytes, bytearray, memoryview)):
         source = io.BytesIO(image)
     elif hasattr(image, "read") or isinstance(image, Image.Image):

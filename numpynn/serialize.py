@@ -87,8 +87,10 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
     """Read an .npz written by `save`: (arrays, header), after every check of the module docstring (1 to 6).
     The arrays are named as saved ("model/0.W", ...) and have the shapes and dtypes the architecture implies."""
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():  # a pipe or a device would be read forever
+        raise ModelFileError(f"{path}: not a regular file (a folder, a pipe or a device); name a model .npz file")
     try:
         with zipfile.ZipFile(path) as archive:
             members = _check_directory(path, archive.infolist())
@@ -98,6 +100,8 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
     except ModelFileError:
         raise
+    except PermissionError:
+        raise ModelFileError(f"{path}: no permission to read it; check the file's permissions") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
         raise ModelFileError(f"{path}: corrupt or truncated model file ({type(error).__name__}: "
                              f"{_one_line(error)})") from None

@@ -100,3 +100,24 @@ def test_python_dash_m_and_the_console_script_agree(tiny_mnist):
     assert result.stderr.startswith("numpynn: error: ") and "Traceback" not in result.stderr
     version = subprocess.run([sys.executable, "-m", "numpynn", "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("numpynn ")
+
+
+@pytest.mark.parametrize("what", ["model", "picture", "config"])
+@pytest.mark.parametrize("kind", ["pipe", "folder", "device"])
+def test_a_pipe_a_folder_or_a_device_where_a_file_belongs_is_one_line(capsys, tmp_path, what, kind):
+    """A named pipe with no writer would block open() forever; a device could be read forever."""
+    import os
+
+    from numpynn import serialize
+    from numpynn.model import mlp
+
+    from .conftest import run_cli
+
+    odd = {"pipe": tmp_path / "odd", "folder": tmp_path, "device": "/dev/zero"}[kind]
+    if kind == "pipe":
+        os.mkfifo(odd)
+    model = serialize.save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {})
+    argv = {"model": ["info", odd], "picture": ["predict", model, odd], "config": ["train", "--config", odd]}[what]
+    code, out, err = run_cli(capsys, *argv)
+    assert code in (1, 2) and err.count("\n") == 1 and err.startswith("numpynn: error:"), err
+    assert "not a regular file" in err or (kind == "folder" and "folder" in err), err

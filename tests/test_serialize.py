@@ -143,3 +143,14 @@ def test_the_container_is_a_plain_zip_of_npy_files(saved):
     with zipfile.ZipFile(path) as z:
         assert all(name.endswith(".npy") for name in z.namelist())
         assert "__header__.npy" in z.namelist()
+
+
+def test_an_unreadable_model_file_says_so(tmp_path, monkeypatch):
+    path = serialize.save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {})
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(zipfile, "ZipFile", denied)  # root reads any file: the refusal is simulated
+    with pytest.raises(ModelFileError, match="no permission to read it"):
+        serialize.load(path)
