@@ -119,7 +119,7 @@ def _dtype(descr, dtypes: dict[str, np.dtype], max_chars: int) -> np.dtype:
             raise NpyError(f"text of {int(text.group(1))} characters; at most {max_chars} are allowed here")
         return np.dtype(descr)
     for dtype in dtypes.values():
-        if descr in (dtype.newbyteorder("<").str, dtype.newbyteorder(">").str):
+        if dtype is not None and descr in (dtype.newbyteorder("<").str, dtype.newbyteorder(">").str):
             return np.dtype(descr)
     raise NpyError(f"dtype {_short(descr)} is not allowed here (expected {' or '.join(dtypes)})")
 
