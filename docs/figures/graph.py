@@ -5,7 +5,7 @@ black and the gradient edges in red, each labelled with the line of math it comp
 docs/img/network-784-10-10.png (the neurons and their connections). Batch-first shapes, as numpynn.layers.
 Needs only matplotlib; runs offline in a few seconds:
 
-    python docs/figures/graph.py
+    .venv/bin/python docs/figures/graph.py
 """
 import pathlib
 

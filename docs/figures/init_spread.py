@@ -5,7 +5,7 @@ Draws docs/img/init-spread.png and prints the numbers docs/backprop.md quotes. T
 first 1,000 MNIST test images (never shuffled, so the run is reproducible); the gradient is that of the
 softmax cross-entropy with their true labels. Nothing is trained: this is the network at step 0.
 
-    python docs/figures/init_spread.py [--data DIR]      # DIR holds the MNIST files; else $NUMPYNN_DATA
+    .venv/bin/python docs/figures/init_spread.py [--data DIR]      # DIR holds the MNIST files; else $NUMPYNN_DATA
 """
 import argparse
 import pathlib
