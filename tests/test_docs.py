@@ -1,4 +1,4 @@
-"""docs/math.md, docs/conv.md and the code must say the same thing.
+"""docs/math.md, docs/conv.md, docs/backprop.md and the code must say the same thing.
 
 The convention, for every ```python block in those pages: the nearest non-blank line above its opening fence
 is a marker, one of
@@ -20,7 +20,7 @@ from numpynn import seed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MATH = REPO / "docs" / "math.md"
-PAGES = [MATH, REPO / "docs" / "conv.md"]  # the pages whose code blocks are checked
+PAGES = [MATH, REPO / "docs" / "conv.md", REPO / "docs" / "backprop.md"]  # the pages whose code blocks are checked
 QUOTE = re.compile(r"<!--\s*from\s+(\S+)\s*-->")
 EXAMPLE = re.compile(r"<!--\s*example\s*-->")
 # The functions the issue asks the page to explain; every other public function of the module must be named too.
@@ -56,6 +56,8 @@ def test_every_python_block_is_marked_as_a_quote_or_an_example():
     assert not unmarked, f"python blocks without a marker start at {unmarked}"
     assert sum(path == "numpynn/seed.py" for _, path, _, _ in QUOTES) >= 10  # math.md really quotes the seed
     assert sum(path == "numpynn/conv.py" for _, path, _, _ in QUOTES) >= 5  # conv.md really quotes conv.py
+    engine = ("numpynn/layers.py", "numpynn/losses.py", "numpynn/optim.py")  # backprop.md really quotes the engine
+    assert all(sum(page == "backprop.md" and path == file for page, path, _, _ in QUOTES) >= 1 for file in engine)
 
 
 @pytest.mark.parametrize("page, path, line, code", QUOTES, ids=[f"{pg}:{n}<-{p}" for pg, p, n, _ in QUOTES])
