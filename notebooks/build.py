@@ -3,6 +3,7 @@ on the full MNIST data, so the stored notebook shows real numbers and figures.
 
     .venv/bin/python notebooks/build.py          # every notebook (a few minutes on two cores)
     .venv/bin/python notebooks/build.py 03 06    # those whose names start with 03 or 06
+    .venv/bin/python notebooks/build.py --text-only 03   # only the text changed: keep the stored outputs
 
 The sources are plain Python in the "percent" format that Jupytext, VS Code and PyCharm read: a line
 `# %%` starts a code cell, `# %% [markdown]` a text cell whose lines are Markdown behind `# `. They are
@@ -87,9 +88,25 @@ def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> float:
     return time.perf_counter() - start
 
 
+def keep_outputs(nb: nbformat.NotebookNode, stored_path: pathlib.Path) -> None:
+    """Give nb's code cells the outputs of the stored notebook's; refuse if any code cell differs, since its
+    outputs would then not be its own."""
+    stored = nbformat.read(stored_path, as_version=4)
+    old = [cell for cell in stored.cells if cell.cell_type == "code"]
+    new = [cell for cell in nb.cells if cell.cell_type == "code"]
+    if [cell.source for cell in old] != [cell.source for cell in new]:
+        raise SystemExit(f"{stored_path.name}: the code changed, so its outputs must be made again: "
+                         f"build without --text-only")
+    for new_cell, old_cell in zip(new, old):
+        new_cell.outputs, new_cell.execution_count = old_cell.outputs, old_cell.execution_count
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="build only the notebooks whose names start with these")
+    parser.add_argument("--text-only", action="store_true",
+                        help="do not execute: take every code cell's outputs from the stored notebook, which "
+                             "must have the very same code cells (for edits to the Markdown cells only)")
     args = parser.parse_args(argv)
     if os.environ.get("NUMPYNN_SMALL", "") not in ("", "0"):
         parser.error("NUMPYNN_SMALL is set: the stored notebooks must show full-data runs; unset it")
@@ -98,13 +115,17 @@ def main(argv=None) -> int:
         parser.error(f"no source in {SRC} matches {args.prefixes}")
     for path in chosen:
         nb = notebook_from_source(path)
-        seconds = execute(nb)
         out = HERE / f"{path.stem}.ipynb"
+        if args.text_only:
+            keep_outputs(nb, out)
+            seconds = 0.0
+        else:
+            seconds = execute(nb)
         nbformat.validate(nb)
         tmp = out.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)
         tmp.replace(out)  # whole or not at all
-        print(f"{out.relative_to(HERE.parent)}: executed in {seconds:.1f} s")
+        print(f"{out.relative_to(HERE.parent)}: " + ("text updated" if args.text_only else f"executed in {seconds:.1f} s"))
     return 0
 
 
