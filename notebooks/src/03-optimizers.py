@@ -71,8 +71,9 @@ def dev_accuracy(model):
 #
 # Full batch: 30 steps of plain gradient descent at learning rate 0.5, each on all 50,000 images. Mini-batch:
 # batches of 128, learning rate 0.1, for two epochs, 782 steps. Per step, the full batch's is the better
-# step. Per image looked at, mini-batches win by far: a batch of 128 estimates the same gradient at a 390th of
-# the cost.
+# step: its gradient is exact. Per image looked at, mini-batches win by far: a batch of 128 estimates the same
+# gradient at a 390th of the cost. On the full data, the 30 full-batch steps (30 passes over the data) end at
+# a loss of 0.44 and 87.7 % on the dev set; the mini-batches, in 2 passes, at 0.27 and 92.4 %.
 
 # %%
 batch_size = 128
@@ -110,6 +111,9 @@ plt.show()
 #   builds up speed, up to $1 / (1 - \mu) = 10$ times the step for $\mu = 0.9$.
 # - **Adam** divides each weight's step by a running estimate of its gradient's size, so rarely-used
 #   weights (the pixels near the border) and busy ones move at similar speeds.
+#
+# On the full data, momentum (95.1 % on the dev set after two epochs) and Adam (94.5 %) leave plain SGD
+# (90.9 %) far behind at the same number of steps.
 
 # %%
 optimizers = {
@@ -148,15 +152,17 @@ print(f"optimizer: {type(run.optimizer).__name__}, momentum {run.optimizer.momen
 # %% [markdown]
 # ## Exercises
 #
-# The numbers below are from the full data (50,000 training images); your loss at the last step may differ
-# in the second decimal from run to run only if you change the seeds.
+# The numbers below are from the full data (50,000 training images), with the seeds of `train` above.
 #
-# 1. **Batch size.** Train with `SGD(lr=0.1)` and `batch_size=32`, then `batch_size=512`, for two epochs each.
-#    Dev accuracy: about 96.1 % with 32 (3,126 steps), 92.7 % with 512 (196 steps), against 94.8 % with 128.
-#    Fewer, cleaner steps are not better here: what would make 512 catch up?
-# 2. **Too much momentum.** `SGD(lr=0.05, momentum=0.99)`: the loss after two epochs is about 0.39 and dev
-#    accuracy 90.6 %, worse than plain SGD. The effective step, $\eta / (1 - \mu) = 5$, is too big.
-# 3. **Adam's learning rate.** `Adam(lr=1e-2)` reaches a dev accuracy of about 95.5 % and `Adam(lr=1e-4)`
-#    about 92.2 %, against 96.9 % at 1e-3: the default is a default for a reason.
-# 4. **The schedule.** In `make_config`, add `schedule="constant"` and compare the last epoch's dev accuracy
-#    with the cosine run above.
+# 1. **Batch size.** Train with `SGD(lr=0.1)` and `batch_size=32`, then `batch_size=512`, for two epochs each
+#    (`steps=2 * -(-N // batch_size)`). Dev accuracy: about 95.4 % with 32 (3,126 steps) and 89.4 % with 512
+#    (196 steps), against 92.4 % with 128. Bigger batches give cleaner steps, but fewer of them. What would
+#    make 512 catch up?
+# 2. **More momentum.** `SGD(lr=0.05, momentum=0.99)` ends two epochs at a loss of about 0.39 and 91.7 % on
+#    the dev set: better than plain SGD's 90.9 %, worse than momentum 0.9's 95.1 %. The step it builds up,
+#    up to $\eta / (1 - \mu) = 5$ times the gradient, overshoots.
+# 3. **Adam's learning rate.** `Adam(lr=1e-2)` reaches about 95.8 % here, better than the usual 1e-3's
+#    94.5 % over so short a run, and `Adam(lr=1e-4)` only 89.3 %.
+# 4. **The schedule.** In `make_config`, add `schedule="constant"`: the dev accuracy after the three epochs
+#    is 96.6 %, against 96.5 % with the cosine: over three epochs the schedule makes no difference here.
+#    Try it over 20.
