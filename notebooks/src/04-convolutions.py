@@ -29,10 +29,15 @@ if SMALL:
 EPOCHS = 1  # for the tiny CNN at the end
 
 
-def show(images, titles, cmap="gray", size=1.8):
+def show(images, titles, signed=False, size=1.8):
+    """One row of pictures. signed: red above 0, blue below, white at 0 (for filters and edge maps)."""
     fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size * 1.1))
     for ax, image, title in zip(np.atleast_1d(axes), images, titles):
-        ax.imshow(image, cmap=cmap)
+        if signed:
+            limit = np.abs(image).max()
+            ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(image, cmap="gray")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     plt.show()
@@ -56,8 +61,8 @@ conv = Conv2D(1, 3, kernel=3, padding=1)
 conv.params["W"][...] = filters[:, None]         # W: (C_out, C_in, k, k) = (3, 1, 3, 3)
 maps = conv.forward(digit, train=False)          # (1, 3, 28, 28): one map per filter
 print("input", digit.shape, "-> output", maps.shape)
-show([digit[0, 0], *maps[0]], [f"the digit ({splits.y_train[0]})", "vertical edges", "horizontal edges", "blur"],
-     cmap="RdBu_r")
+show([digit[0, 0]], [f"the digit ({splits.y_train[0]})"])
+show([*maps[0]], ["vertical edges", "horizontal edges", "blur"], signed=True)
 
 # %% [markdown]
 # In the edge maps, red is where the ink starts (dark to light) and blue where it ends. The padding of one
@@ -75,8 +80,9 @@ cols = V.reshape(28 * 28, 9).T                              # (C*k*k, H_out*W_ou
 Z = filters.reshape(3, 9) @ cols                            # (C_out, H_out*W_out): the whole convolution
 print("windows", V.shape, " cols", cols.shape, " Z", Z.shape)
 print("largest difference from Conv2D:", float(np.abs(Z.reshape(3, 28, 28) - maps[0]).max()))
-i, j = 10, 14
+i, j = 14, 19  # on the right-hand edge of the 7's stroke
 print(f"window at ({i}, {j}):\n{V[0, 0, i, j].round(2)}\nis column {i * 28 + j} of cols:", cols[:, i * 28 + j].round(2))
+print("the vertical-edge filter there:", Z[0, i * 28 + j].round(2))
 
 # %% [markdown]
 # ## Max pooling
@@ -87,7 +93,7 @@ print(f"window at ({i}, {j}):\n{V[0, 0, i, j].round(2)}\nis column {i * 28 + j} 
 # %%
 pooled = MaxPool2D(2).forward(maps, train=False)             # (1, 3, 14, 14)
 print(maps.shape, "->", pooled.shape)
-show([*pooled[0]], ["vertical, pooled", "horizontal, pooled", "blur, pooled"], cmap="RdBu_r")
+show([*pooled[0]], ["vertical, pooled", "horizontal, pooled", "blur, pooled"], signed=True)
 
 # %% [markdown]
 # ## A tiny CNN, trained
@@ -117,27 +123,31 @@ for epoch in range(EPOCHS):
 # %% [markdown]
 # ## What it learned
 #
-# The eight filters, and the eight maps they make of our digit (after pooling and ReLU). Several learned
-# filters look like the edge detectors we wrote by hand, at other angles.
+# The eight filters, and the eight maps they make of our digit (after pooling and ReLU). After one epoch the
+# filters are still rough, but several have a light side and a dark side, like the edge detectors we wrote
+# by hand, at other angles.
 
 # %%
 conv1 = cnn.layers[1]
-show([w[0] for w in conv1.params["W"]], [f"filter {k}" for k in range(8)], cmap="RdBu_r", size=1.3)
+show([w[0] for w in conv1.params["W"]], [f"filter {k}" for k in range(8)], signed=True, size=1.3)
 inside = cnn.activations(splits.X_train[:1])   # every layer's output for one image
 show([m for m in inside[3][0]], [f"map {k}" for k in range(8)], size=1.3)
 
 # %% [markdown]
 # ## Exercises
 #
-# The numbers below are from the full data (50,000 training images, one epoch, seeds as above).
+# The numbers below are from the full data (50,000 training images, one epoch, the seeds above), where the
+# tiny CNN reaches 95.2 % on the dev set.
 #
 # 1. **A filter of your own.** Write a 3×3 filter that finds diagonal strokes (for example
-#    `[[2, 1, 0], [1, 0, -1], [0, -1, -2]]`) and add it as a fourth filter (`Conv2D(1, 4, ...)`).
-# 2. **More filters.** With 16 filters instead of 8 (`Conv2D(1, 16, 5)` and `Dense(16 * 12 * 12, 10)`), the
-#    dev accuracy after one epoch goes from about 97.3 % to about 97.6 %, and the epoch takes about twice as
-#    long.
+#    `[[2, 1, 0], [1, 0, -1], [0, -1, -2]]`), add it as a fourth filter (`Conv2D(1, 4, ...)`), and find where
+#    on the 7 it answers most strongly.
+# 2. **More filters.** With 16 filters instead of 8 (`Conv2D(1, 16, 5)` and `Dense(16 * 12 * 12, 10)`, 23,466
+#    weights), the dev accuracy after one epoch goes from 95.2 % to about 97.2 %, and the epoch takes about
+#    1.7 times as long.
 # 3. **No pooling.** Remove `MaxPool2D(2)` and use `Dense(8 * 24 * 24, 10)`: four times the dense weights
-#    (46,090 in all), and the dev accuracy is about 97.5 %. Pooling costs little accuracy here and saves
-#    most of the weights.
-# 4. **A dense network of the same size.** `mlp([784, 15, 10])` has about as many weights (11,935). Train it
-#    the same way: how does it compare?
+#    (46,298 in all), and a dev accuracy of about 96.6 %. Here pooling costs a little accuracy after one
+#    epoch and saves three quarters of the weights.
+# 4. **A dense network of the same size.** `mlp([784, 15, 10], rng=rng)` has about as many weights (11,935).
+#    Trained the same way, one epoch of Adam, it reaches about 91.2 %: four points below the CNN, with the
+#    same number of weights.
