@@ -128,8 +128,10 @@ plt.title(f"full-batch gradient descent, alpha = {alpha}")
 plt.show()
 
 # %% [markdown]
-# The loss sits near 2.30 for a while before it falls: each layer's gradient is proportional to the other
-# layer's weights, and both start tiny. Once they have grown, learning speeds up.
+# On the full data, 500 steps at $\alpha = 0.1$ take the loss from 2.30 to 0.39 and reach 88.5 % on the dev
+# set. The loss sits near 2.30 for the first few dozen steps (2.27 at step 50) before it falls: each layer's
+# gradient is proportional to the other layer's weights, and both start tiny. Once they have grown, learning
+# speeds up.
 #
 # `gradient_descent` runs the same loop (it sums the gradient over blocks of images, which is faster and
 # gives the same numbers up to float32 rounding), and `predict` takes the most probable class of each image:
@@ -157,12 +159,16 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# The numbers below are from the full data (50,000 training images, seed 0, 500 steps).
+# The numbers below are from the full data (50,000 training images, `default_rng(0)`), where the loop above
+# ends at a loss of 0.39 and 88.5 % on the dev set after 500 steps at `alpha = 0.1`.
 #
 # 1. **The learning rate.** Set `alpha = 0.01` (the seed's `make run` default) and rerun the loop. After 500
-#    steps the loss is still about 2.29: the run barely left the plateau. With `alpha = 0.5` it reaches about
-#    0.43 and 88 % dev accuracy. What happens at `alpha = 5`?
+#    steps the loss is still 2.27 and the dev accuracy 24 %: the run has barely left the plateau. With
+#    `alpha = 0.5` it reaches 0.28 and 91.2 %. At `alpha = 5` the loss settles at 2.30 and stays there, and
+#    the dev accuracy is 11 %: it has stopped learning altogether. Why? Look at `(A1 > 0).mean()`.
 # 2. **More hidden units.** `seed.init_params(np.random.default_rng(0), 32)` gives 32 hidden units instead of
-#    10. With `alpha = 0.1`, the loss after 500 steps becomes about 0.73 (against 1.05 with 10).
-# 3. **The plateau.** Multiply the initial weights by 10 (`params = seed.init_params(rng)._replace(W1=W1 * 10,
-#    W2=W2 * 10)`, with `W1, b1, W2, b2` unpacked from it) and watch the first 100 steps of the loss curve.
+#    10. With `alpha = 0.1` the loss after 500 steps is 0.36 (against 0.39) and the dev accuracy 89.5 %.
+# 3. **The plateau.** Start from weights ten times larger: `W1, b1, W2, b2 =
+#    seed.init_params(np.random.default_rng(0))`, then `params = (W1 * 10, b1, W2 * 10, b2)`, and run 100
+#    steps. The loss is 1.75 at step 50 and 1.04 at step 100 (against 2.27 and 1.78), and the dev accuracy
+#    71 % (against 45 %). Why not start larger still? Try 1000 times.
