@@ -165,10 +165,14 @@ plt.show()
 # 1. **The learning rate.** Set `alpha = 0.01` (the seed's `make run` default) and rerun the loop. After 500
 #    steps the loss is still 2.27 and the dev accuracy 24 %: the run has barely left the plateau. With
 #    `alpha = 0.5` it reaches 0.28 and 91.2 %. At `alpha = 5` the loss settles at 2.30 and stays there, and
-#    the dev accuracy is 11 %: it has stopped learning altogether. Why? Look at `(A1 > 0).mean()`.
+#    the dev accuracy is 11 %: it has stopped learning altogether. Why? Run `forward_propagation` with the
+#    trained weights and look at `(A1 > 0).mean()`: 0.0. The first steps were so large that every hidden unit
+#    ended up dead, negative for every image, so no gradient reaches $W_1$ any more; the network answers 1,
+#    the most common digit, for every image.
 # 2. **More hidden units.** `seed.init_params(np.random.default_rng(0), 32)` gives 32 hidden units instead of
 #    10. With `alpha = 0.1` the loss after 500 steps is 0.36 (against 0.39) and the dev accuracy 89.5 %.
 # 3. **The plateau.** Start from weights ten times larger: `W1, b1, W2, b2 =
 #    seed.init_params(np.random.default_rng(0))`, then `params = (W1 * 10, b1, W2 * 10, b2)`, and run 100
 #    steps. The loss is 1.75 at step 50 and 1.04 at step 100 (against 2.27 and 1.78), and the dev accuracy
-#    71 % (against 45 %). Why not start larger still? Try 1000 times.
+#    71 % (against 45 %). Why not start larger still? At 1000 times, the first loss is 1788 (confident wrong
+#    answers cost a lot), and after 100 steps it is still 21, with 15 % on the dev set.
