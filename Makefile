@@ -2,6 +2,7 @@
 #   make run    train the seed's network on MNIST and print its accuracy   (ARGS="--alpha 0.1" to pass flags)
 #   make test   run the test suite                                       (PYTEST_ARGS="-k data" to select)
 #   make serve  open the web page on http://127.0.0.1:8000/                 (ARGS="model.npz" to pass flags)
+#   make notebooks  open notebooks/ in JupyterLab, installing JupyterLab into .venv on first use (ARGS="--no-browser")
 PYTHON ?= python3
 VENV := .venv
 # The MNIST files: $NUMPYNN_DATA if set, else ../shared/mnist beside this checkout if it is there.
@@ -11,7 +12,7 @@ export NUMPYNN_DATA := $(abspath ../shared/mnist)
 endif
 endif
 
-.PHONY: run test serve clean
+.PHONY: run test serve notebooks clean
 run: $(VENV)/.installed
 	$(VENV)/bin/numpynn seed $(ARGS)
 
@@ -20,6 +21,14 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# JupyterLab refuses to start as root unless told; root is usual in a container, so tell it there.
+notebooks: $(VENV)/.notebooks
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+
+$(VENV)/.notebooks: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,notebooks]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
