@@ -131,6 +131,8 @@ def test_mistakes_gallery_of_made_up_mistakes():
     fig = report.mistakes(images, np.arange(10), (np.arange(10) + 1) % 10, np.linspace(0.9, 0.5, 10))
     check_image(fig, (1040, 350))
     assert "white ink on black" in fig._suptitle.get_text()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0] == "true 0, said 1\n90.0%" and len(titles) == 10
 
 
 def test_the_mistakes_are_drawn_as_the_network_sees_them():
@@ -140,8 +142,6 @@ def test_the_mistakes_are_drawn_as_the_network_sees_them():
     tile = image[image.shape[0] // 2 - 20 : image.shape[0] // 2 + 20, image.shape[1] // 2 - 20 : image.shape[1] // 2 + 20]
     assert tile.min() < 30 and tile.max() > 225  # black background and white ink both there
     assert np.median(tile) < 30  # mostly black: the background is drawn black, as the network sees it
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0] == "true 0, said 1\n90.0%" and len(titles) == 10
 
 
 def test_first_layer(trained):
