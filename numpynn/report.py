@@ -251,8 +251,8 @@ def mistakes(images, y_true, y_pred, confidence, columns: int = 8):
         ax.set_title(f"true {true}, said {predicted}\n{100 * p:.1f}%", fontsize=8)
     if n == 0:
         axes[0].text(0, 0.5, "no mistakes on these images", fontsize=12)
-    fig.suptitle(f"The {n} most confident mistakes (true class, predicted class, probability given to it), "
-                 "as the network sees them: white ink on black")
+    fig.suptitle(f"The {n} most confident mistakes (true class, predicted class, probability given to it)\n"
+                 "drawn as the network sees them: white ink on black")
     return fig
 
 
@@ -305,8 +305,9 @@ def activations(stats: list[tuple[str, dict]]):
             units_ax.bar(0, n_dead, width=0.02, color="tab:red", label="dead units")
             if n_dead:  # 1 of 800 is a bar a pixel high: mark it, and write the count beside it
                 units_ax.plot(0, n_dead, "v", color="tab:red", ms=7, clip_on=False)
-                units_ax.annotate(f"{n_dead} dead", (0, n_dead), xytext=(8, 6), textcoords="offset points",
-                                  color="tab:red", fontsize=8)
+                units_ax.annotate(f"{n_dead} dead", (0, n_dead), xytext=(0, 22), textcoords="offset points",
+                                  color="tab:red", fontsize=8, ha="center",
+                                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
         units_ax.set(xlabel="fraction of inputs on which the unit is above 0", ylabel="units", xlim=(-0.03, 1.03),
                      title=dead_text)
         units_ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # units are counted: no 2.5 units
