@@ -17,7 +17,7 @@ from . import __version__
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
-from .train import PRESETS, TrainConfig
+from .train import PRESETS, TrainConfig, applies
 
 
 class UsageError(Exception):
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     train.add_argument("--json", action="store_true", help="end with one JSON line: dev/test accuracy, seconds")
     train.add_argument("--plot", metavar="DIR",
-                       help="redraw the learning curves into DIR/learning_curves.png after every epoch")
+                       help="redraw the learning curves and the training diagnostics into DIR/learning_curves.png "
+                       "and DIR/diagnostics.png after every epoch")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser(
@@ -341,9 +342,14 @@ def cmd_train(args) -> int:
     plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
 
     def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
-        from .report import learning_curves, save_figure
+        from .report import diagnostics_of, learning_curves, save_figure, training_diagnostics
 
-        save_figure(learning_curves(dataclasses.asdict(run.history), config.label_smoothing), plot)
+        history = dataclasses.asdict(run.history)
+        written = [save_figure(learning_curves(history, config.label_smoothing), plot)]
+        series, _ = diagnostics_of(history)  # none in the rows of a run resumed from an old checkpoint
+        if series is not None:
+            written.append(save_figure(training_diagnostics(series), plot.with_name("diagnostics.png")))
+        return written
 
     def bar(epoch, n_batches):
         return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
@@ -374,8 +380,8 @@ def cmd_train(args) -> int:
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
     if plot:
-        redraw(run)  # once more: the History now says how the run ended
-        print(f"Plot: {plot}")
+        written = redraw(run)  # once more: the History now says how the run ended
+        print(f"Plot: {', '.join(map(str, written))}")
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
@@ -478,7 +484,10 @@ def cmd_info(args) -> int:
     print(f"parameters: {model.n_params():,}")
     for key in ("dataset", "preprocessing", "metrics", "config"):
         if key in header:
-            print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in header[key].items()))
+            items = header[key].items()
+            if key == "config":  # only what applies: no channels for an MLP, no betas for SGD (--json has all)
+                items = [(k, v) for k, v in items if applies(k, header[key])]
+            print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in items))
     return 0
 
 
@@ -533,16 +542,11 @@ def cmd_augment_preview(args) -> int:
         to_png(grid, out, scale=SCALE)
     except OSError as error:
         raise CommandError(f"--out {out}: cannot write it ({error.strerror or error})") from None
-    names = [name for name in AUGMENT_PARAMETERS if _applies(name, kind)]
+    names = [name for name in AUGMENT_PARAMETERS if applies(name, {"augment": kind})]
     settings = ", ".join(f"{name.removeprefix('augment_')} {getattr(config, name):g}" for name in names)
     print(f"{out}: {len(pick)} training digits (top row) and {args.rows} rows of {kind} augmentations of them "
           f"({settings})")
     return 0
-
-
-def _applies(name: str, kind: str) -> bool:
-    """Whether TrainConfig's augmentation parameter `name` belongs to augmentation `kind`."""
-    return (name in ("augment_alpha", "augment_sigma")) == (kind == "elastic")
 
 
 def _describe(layer: dict) -> str:

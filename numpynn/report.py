@@ -109,10 +109,102 @@ def learning_curves(history: dict, label_smoothing: float = 0.0):
     return fig
 
 
+def diagnostics_of(history: dict) -> tuple[dict | None, str]:
+    """(series, "") from a History's rows' "diagnostics" (diagnostics.Tracker.epoch_row), or (None, why not).
+    series: {"epochs": [...], "grad_norm": {label: [per epoch]}, "update_ratio": {...}, "units": {...}}, with
+    NaN for an epoch that has no number (a row from before diagnostics, say, in a run resumed from an old
+    checkpoint). The rows come from a file, so their shape is checked, not trusted."""
+    rows = history["epochs"]
+    number = lambda x: x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+    series = {"epochs": [row["epoch"] for row in rows], "grad_norm": {}, "update_ratio": {}, "units": {}}
+    found = False
+    for e, row in enumerate(rows):
+        d = row.get("diagnostics")
+        if d is None:
+            continue
+        try:
+            for entry in d["params"]:
+                if not (isinstance(entry["layer"], int) and number(entry["grad_norm"]) and number(entry["update_ratio"])):
+                    raise TypeError
+                label = f"layer {entry['layer']} {str(entry['type'])[:20]} {str(entry['param'])[:10]}"
+                for key in ("grad_norm", "update_ratio"):
+                    series[key].setdefault(label, [math.nan] * len(rows))[e] = _nan(entry[key])
+            for entry in d["units"]:
+                if not (isinstance(entry["layer"], int) and entry["measure"] in ("dead", "saturated")
+                        and number(entry["share"])):
+                    raise TypeError
+                label = f"layer {entry['layer']} {str(entry['type'])[:20]} ({entry['measure']})"
+                series["units"].setdefault(label, [math.nan] * len(rows))[e] = 100 * _nan(entry["share"])
+        except (KeyError, TypeError, AttributeError):
+            return None, f"the diagnostics of epoch {row['epoch']} are malformed (expected numpynn's diagnostics rows)"
+        found = True
+        series["every"], series["images"] = d.get("every"), d.get("images")
+    if not found:
+        return None, ("the training history has no diagnostics: the file was written by a numpynn that did not "
+                      "record them, or trained with diagnose=False; train again to get them")
+    return series, ""
+
+
+def diagnostics_caption(series: dict) -> str:
+    """How to read training_diagnostics(series), with the sampling the run used."""
+    every, images = series.get("every"), series.get("images")
+    sampled = f"one optimizer step in {every}" if isinstance(every, int) and every > 1 else "every optimizer step"
+    on = f"{images} held-out images" if isinstance(images, int) and images > 0 else "a sample of images"
+    return (
+        f"How healthy each layer was, epoch by epoch, measured while training on {sampled} (each point is the "
+        "mean over the epoch's sampled steps). Left: the norm of the gradient of the layer's weights; a layer "
+        "whose norm is orders of magnitude below the others' learns little, one that keeps growing is diverging. "
+        "Middle: how far one step moved the weights relative to their size, log10(||W after - W before|| / "
+        "||W||), whatever the optimizer; near the dashed line at -3 (a thousandth per step) is the usual healthy "
+        "range, well above it (-1) the weights are thrashed, well below it (-5) they barely move, and it falls "
+        f"as the learning rate's schedule falls. Right: the share of units that are dead (ReLU: above 0 on none "
+        f"of {on}) or saturated (tanh, sigmoid: in a flat tail on all of them); such units pass no gradient, so "
+        "a share that climbs is capacity lost for good.")
+
+
+def _nan(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def training_diagnostics(series: dict):
+    """Per layer and epoch: the gradient norm ||dW|| (log scale), the update ratio log10(||dW_step|| / ||W||)
+    with the rule of thumb -3, and the share of dead or saturated units per activation layer.
+    series: diagnostics_of(history)[0].  1500 x 460 pixels."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = series["epochs"]
+    fig = _figure(15, 4.6)
+    grad_ax, ratio_ax, units_ax = fig.subplots(1, 3)
+    for label, values in series["grad_norm"].items():
+        grad_ax.plot(epochs, values, "o-", ms=3, label=label)
+    for label, values in series["update_ratio"].items():
+        ratio_ax.plot(epochs, values, "o-", ms=3, label=label)
+    ratio_ax.axhline(-3, color="grey", ls="--", lw=1, label="-3: the rule of thumb")
+    for label, values in series["units"].items():
+        units_ax.plot(epochs, values, "o-", ms=3, label=label)
+    grad_ax.set_yscale("log")
+    grad_ax.set(title="Gradient norm ||dW|| (mean over sampled steps)", xlabel="epoch", ylabel="||dW|| (log scale)")
+    ratio_ax.set(title="Update / weight: log10(||step|| / ||W||)", xlabel="epoch",
+                 ylabel="log10 ratio (-3: a thousandth per step)")
+    shown = [v for values in series["units"].values() for v in values if not math.isnan(v)]
+    units_ax.set_ylim(0, max(5.0, 1.15 * max(shown, default=0)))  # 0 is the floor; a few % must stay visible
+    units_ax.set(title="Dead (ReLU) or saturated (tanh, sigmoid) units", xlabel="epoch", ylabel="units (%)")
+    if not series["units"]:
+        units_ax.text(0.5, 0.5, "no activation layers", ha="center", transform=units_ax.transAxes)
+    for ax in (grad_ax, ratio_ax, units_ax):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0.5, max(epochs[-1] if epochs else 1, 1) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Training diagnostics per layer: {len(epochs)} epoch{'s' * (len(epochs) != 1)}")
+    return fig
+
+
 def confusion(C):
     """The confusion matrix C (K, K) (rows: true class, columns: predicted) with every count written in its
-    cell, on a log colour scale so that a handful of mistakes still shows; beside it, each class's accuracy
-    (its recall, C[k, k] / sum of row k).  1100 x 500 pixels."""
+    cell, on a log colour scale so that a handful of mistakes still shows; beside it, each class's error rate,
+    1 - its recall C[k, k] / sum of row k, on an axis from 0.  1100 x 500 pixels."""
     from matplotlib.colors import LogNorm
 
     C = np.asarray(C)
@@ -130,19 +222,23 @@ def confusion(C):
                   title=f"Confusion matrix: {int(np.trace(C))} of {int(C.sum())} right")
     fig.colorbar(image, ax=matrix_ax, label="images (log scale)", shrink=0.8)
     recall = per_class(C)["recall"]
-    bar_ax.barh(range(K), 100 * recall, color="tab:blue")
-    for k, r in enumerate(recall):
-        bar_ax.text(100 * r, k, f" {100 * r:.1f}%", va="center", fontsize=8)
-    low = max(0.0, math.floor(100 * recall.min() / 5) * 5 - 5)  # zoom in on the range the classes span
-    bar_ax.set(xlim=(low, 101.5), xticks=np.arange(low, 100.1, 2 if low >= 90 else 10), yticks=range(K), ylim=(K - 0.5, -0.5), xlabel="accuracy on the class (%)",
-               ylabel="true class", title="Per-class accuracy")
+    # The error rate from 0, not the accuracy from 90 %: a bar's length is then proportional to the class's
+    # mistakes, and an axis cut off below would make a 1-point difference look like a tenfold one.
+    error = 100 * (1 - recall)  # (K,)
+    bar_ax.barh(range(K), error, color="tab:red", alpha=0.8)
+    for k, (r, e) in enumerate(zip(recall, error)):
+        bar_ax.text(e, k, f" {e:.1f}% wrong ({100 * r:.1f}% right)", va="center", fontsize=8)
+    bar_ax.set(xlim=(0, max(1.0, 1.6 * error.max())), yticks=range(K), ylim=(K - 0.5, -0.5),
+               xlabel="error on the class (%), from 0", ylabel="true class",
+               title="Per-class error (100 % - the class's accuracy)")
     bar_ax.grid(axis="x", alpha=0.3)
     return fig
 
 
 def mistakes(images, y_true, y_pred, confidence, columns: int = 8):
     """A gallery of misclassified images, most confident first: each titled with the true class, the
-    predicted one and the probability the model gave it. images (n, h, w) in [0, 1].
+    predicted one and the probability the model gave it. images (n, h, w) in [0, 1], drawn as the network sees
+    them: white ink (1) on black (0), MNIST's own convention.
     (1.3 x columns) x (1.5 x rows + 0.5) inches: 1040 x 500 pixels for 24 images in 8 columns."""
     n = len(images)
     rows = max(1, math.ceil(n / columns))
@@ -151,11 +247,12 @@ def mistakes(images, y_true, y_pred, confidence, columns: int = 8):
     for ax in axes:
         ax.set_axis_off()
     for ax, image, true, predicted, p in zip(axes, images, y_true, y_pred, confidence):
-        ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)  # as the network sees it: white ink (1) on black (0)
         ax.set_title(f"true {true}, said {predicted}\n{100 * p:.1f}%", fontsize=8)
     if n == 0:
         axes[0].text(0, 0.5, "no mistakes on these images", fontsize=12)
-    fig.suptitle(f"The {n} most confident mistakes (true class, predicted class, probability given to it)")
+    fig.suptitle(f"The {n} most confident mistakes (true class, predicted class, probability given to it)\n"
+                 "drawn as the network sees them: white ink on black")
     return fig
 
 
@@ -185,6 +282,8 @@ def activations(stats: list[tuple[str, dict]]):
     unit's active rate (the fraction of inputs on which it is above 0), dead units in red at 0.
     stats: [(layer name, analysis.activation_stats(...)), ...].  11 x (3 x rows + 0.4) inches: 1100 x 340
     pixels for one layer."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(11, len(stats) * 3 + 0.4)
     axes = np.array(fig.subplots(len(stats), 2)).reshape(len(stats), 2)
     for (name, s), (values_ax, units_ax) in zip(stats, axes):
@@ -202,9 +301,16 @@ def activations(stats: list[tuple[str, dict]]):
             dead_text = "dead units: not defined for this activation"
         else:
             dead_text = f"dead (never above 0): {int(dead.sum())} of {dead.size} ({100 * dead.mean():.1f}%)"
-            units_ax.bar(0, int(dead.sum()), width=0.02, color="tab:red", label="dead units")
+            n_dead = int(dead.sum())
+            units_ax.bar(0, n_dead, width=0.02, color="tab:red", label="dead units")
+            if n_dead:  # 1 of 800 is a bar a pixel high: mark it, and write the count beside it
+                units_ax.plot(0, n_dead, "v", color="tab:red", ms=7, clip_on=False)
+                units_ax.annotate(f"{n_dead} dead", (0, n_dead), xytext=(0, 22), textcoords="offset points",
+                                  color="tab:red", fontsize=8, ha="center",
+                                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
         units_ax.set(xlabel="fraction of inputs on which the unit is above 0", ylabel="units", xlim=(-0.03, 1.03),
                      title=dead_text)
+        units_ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # units are counted: no 2.5 units
         units_ax.legend(fontsize=8)
         for ax in (values_ax, units_ax):
             ax.grid(alpha=0.3)
@@ -354,6 +460,11 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
              "means over each epoch's batches while the weights were still changing (with label smoothing and "
              "dropout, if any); the dev numbers are measured after the epoch, on images never trained on. A dev "
              "curve that turns up while the train curve keeps falling is overfitting.")
+    series, why = diagnostics_of(history) if history is not None else (None, "no training history, so no diagnostics")
+    if series is None:
+        report.missing.append(("Training diagnostics", why))
+    else:
+        emit("diagnostics.png", training_diagnostics(series), "Training diagnostics", diagnostics_caption(series))
 
     C = confusion_matrix(y, predicted, K)
     off = C - np.diag(np.diag(C))  # (K, K) the mistakes only
@@ -361,7 +472,8 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
     commonest = (f" The commonest mistake: {worst[0]} read as {worst[1]} ({off[worst]} times)."
                  if off[worst] else "")
     emit("confusion.png", confusion(C), "Confusion matrix",
-         f"Row k counts the test images of class k by what the model predicted; the diagonal is right. "
+         f"Row k counts the test images of class k by what the model predicted; the diagonal is right. Beside it, "
+         f"each class's error rate on an axis that starts at 0, so bar lengths compare honestly. "
          f"Test accuracy {100 * report.test_accuracy:.2f}%.{commonest}")
 
     side = math.isqrt(X.shape[1])
@@ -370,7 +482,9 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
         emit("mistakes.png", mistakes(X[wrong].reshape(-1, side, side), y[wrong], predicted[wrong], confidence[wrong]),
              "Most confident mistakes",
              f"The {len(wrong)} wrong answers the model was surest of, out of {int((~correct).sum())} mistakes. "
-             "Many are digits a person would hesitate over too; a clearly readable one is a real weakness.")
+             "They are drawn as the network sees them, white ink on black (MNIST's convention; the pixel values "
+             "are the network's inputs). Many are digits a person would hesitate over too; a clearly readable "
+             "one is a real weakness.")
     else:
         report.missing.append(("Most confident mistakes", f"the inputs ({X.shape[1]} values) are not square images"))
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from . import serialize
+from . import diagnostics, serialize
 from .augment import affine, elastic
 from .losses import softmax_cross_entropy
 from .conv import Conv2D, Flatten, MaxPool2D, Unflatten
@@ -179,6 +179,26 @@ def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def applies(name: str, config: dict) -> bool:
+    """Whether option `name` means anything under the other options of `config` (a TrainConfig as a dict, e.g.
+    a model header's): the channels of a cnn, an Adam beta, the step schedule's gamma, the parameters of the
+    augmentation in use. What `numpynn info` prints; a field it does not know applies."""
+    get = config.get
+    if name in ("channels", "padding"):
+        return get("architecture") == "cnn"
+    if name in ("beta1", "beta2", "eps"):
+        return get("optimizer") in ("adam", "adamw")
+    if name in ("momentum", "nesterov"):
+        return get("optimizer", "sgd") == "sgd" and (name == "momentum" or bool(get("momentum")))
+    if name in ("step_epochs", "gamma"):
+        return get("schedule") == "step"
+    if name in ("augment_alpha", "augment_sigma"):
+        return get("augment") == "elastic"
+    if name.startswith("augment_"):
+        return get("augment") == "affine"
+    return True
+
+
 def config_from_json(data: dict) -> TrainConfig:
     """A TrainConfig from a model header's or a checkpoint's dict (JSON has lists where we have tuples)."""
     values = dict(data)
@@ -224,7 +244,9 @@ def build_optimizer(config: TrainConfig):
 @dataclass
 class History:
     """One row per finished epoch: train loss and accuracy (means over the epoch's batches, as augmented if
-    augmenting), dev loss and accuracy (after the epoch), the learning rate at its end, and the seconds it took."""
+    augmenting), dev loss and accuracy (after the epoch), the learning rate at its end, the seconds it took,
+    and (unless fit(diagnose=False)) "diagnostics": per layer, gradient norms, update ratios and dead or
+    saturated units (diagnostics.Tracker.epoch_row). Rows of older files have no "diagnostics"."""
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0  # 1-based epoch whose weights the model holds at the end (0: none yet)
@@ -364,7 +386,7 @@ def augmenter(config: TrainConfig):
 
 
 def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=None, on_epoch=None,
-        should_stop=None) -> History:
+        should_stop=None, diagnose: bool = True) -> History:
     """Train `run` for its remaining epochs on `splits`: X_train (N, D) float32, y_train (N,) int64 in [0, K),
     and X_dev, y_dev alike (or None: then there is no dev score, and no early stopping). With config.augment,
     each training batch is transformed afresh (augment.py, drawing from run.augment_rng) before the forward
@@ -377,7 +399,10 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
     on_batch:   called as on_batch(run, loss, accuracy) after every optimizer step (the batch's own numbers).
     on_epoch:   called as on_epoch(run, row) after every epoch, once its History row exists (plots, live pages).
     should_stop: a function of no arguments, asked after every batch; True stops the run as Ctrl-C does
-                (how another thread, such as a web server's, stops a run it started)."""
+                (how another thread, such as a web server's, stops a run it started).
+    diagnose:   record each epoch's diagnostics (diagnostics.py) in its History row under "diagnostics":
+                gradient norms and update ratios from every diagnostics.EVERY-th step, and dead or saturated
+                units on the first diagnostics.PROBE dev images (training images without a dev set)."""
     config, model, optimizer = run.config, run.model, run.optimizer
     X, y = splits.X_train, splits.y_train
     K = model.layers[-1].D_out
@@ -394,6 +419,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
     )
     params = model.params()
     transform = augmenter(config)
+    tracker = diagnostics.Tracker(model) if diagnose else None  # reads grads and weights; changes nothing
+    X_probe = (splits.X_dev if has_dev else X)[: diagnostics.PROBE]  # a fixed sample: no generator is drawn from
     # threads > 1: each batch runs as that many slices at once, each through a replica of the model (parallel.py)
     parallel = DataParallel(model, config.threads, X.shape[1]) if config.threads > 1 else contextlib.nullcontext()
     # A diverging run overflows somewhere before the checks below catch it; they report it in one clear
@@ -418,10 +445,15 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
                         loss, Z, grads = step(X_batch, y[batch], K, config.label_smoothing)
                     if not math.isfinite(loss):  # before the step: the weights stay those of the last good one
                         raise TrainingDiverged(_diverged("the loss", loss, run, config))
+                    measured = tracker is not None and tracker.samples(start // config.batch_size)
+                    if measured:
+                        tracker.before_step(grads)  # the loss's gradient, before any clipping
                     if config.clip_norm > 0:
                         grads, _ = clip_grad_norm(grads, config.clip_norm)
                     lr = schedule(run.step)
                     optimizer.step(params, grads, lr)
+                    if measured:
+                        tracker.after_step()  # what the step changed
                     run.step += 1
                     loss_sum += loss * len(batch)
                     hits = int((Z.argmax(axis=1) == y[batch]).sum())
@@ -448,6 +480,7 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
                 raise TrainingDiverged(_diverged("a weight", float("nan"), run, config))
             run.epoch += 1
             dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
+            diagnosed = tracker.epoch_row(model, X_probe) if tracker is not None else None
             row = {
                 "epoch": run.epoch,
                 "train_loss": loss_sum / seen,
@@ -457,6 +490,8 @@ def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=
                 "lr": lr,
                 "seconds": time.perf_counter() - started,
             }
+            if diagnosed is not None:
+                row["diagnostics"] = diagnosed
             run.history.epochs.append(row)
             if has_dev and dev_accuracy > run.best_accuracy:
                 run.best_accuracy, run.history.best_epoch = dev_accuracy, run.epoch

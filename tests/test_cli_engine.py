@@ -95,6 +95,7 @@ def test_a_cnn_trains_saves_and_predicts_like_an_mlp(tmp_path, tiny_mnist, capsy
     assert 0 <= json.loads(out.splitlines()[-1])["test_accuracy"] <= 1
     code, out, _ = run(capsys, "info", model)
     assert code == 0 and "Unflatten(shape=[1, 28, 28]) -> Conv2D(" in out and "MaxPool2D" in out
+    assert "channels=[2, 4]" in out and "padding=valid" in out and "beta1=0.9" in out and "momentum=" not in out
     code, out, err = run(capsys, "evaluate", model, "--data", tiny_mnist, "--json")
     assert code == 0 and np.array(json.loads(out)["confusion"]).sum() == 40, err
     code, out, err = run(capsys, "predict", model, digit_picture(tmp_path / "seven.png"), "--json")
@@ -150,6 +151,10 @@ def test_info_prints_the_header(trained, capsys):
     model, _ = trained
     code, out, _ = run(capsys, "info", model)
     assert code == 0 and "Dense(D_in=784, D_out=32" in out and "parameters: 25,450" in out
+    config = next(line for line in out.splitlines() if line.startswith("config: "))
+    for name in ("channels", "padding", "beta1", "beta2", "eps", "step_epochs", "gamma", "augment_shift"):
+        assert f" {name}=" not in config, f"{name} does not apply to an MLP trained with SGD and no augmentation"
+    assert "hidden=[32]" in config and "momentum=0.9" in config and "augment=none" in config
     code, out, _ = run(capsys, "info", model, "--json")
     assert json.loads(out)["architecture"][0]["type"] == "Dense"
 

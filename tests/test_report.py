@@ -22,7 +22,7 @@ from numpynn.train import Run, fit, make_config
 from .conftest import make_mnist_dir, run_cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FIGURES = {"learning_curves.png", "confusion.png", "mistakes.png", "first_layer.png", "activations.png", "pca.png",
+FIGURES = {"learning_curves.png", "diagnostics.png", "confusion.png", "mistakes.png", "first_layer.png", "activations.png", "pca.png",
            "calibration.png"}
 
 
@@ -101,7 +101,20 @@ def test_learning_curves_of_a_run_without_a_dev_set():
 def test_confusion(trained, splits):
     model, header = trained
     _, y, _, predicted, _ = figure_data(model, header, splits)
-    check_image(report.confusion(confusion_matrix(y, predicted)), (1100, 500))
+    fig = report.confusion(confusion_matrix(y, predicted))
+    check_image(fig, (1100, 500))
+    bar_ax = fig.axes[1]
+    assert bar_ax.get_xlim()[0] == 0 and "from 0" in bar_ax.get_xlabel()  # bar lengths compare honestly
+
+
+def test_the_per_class_bars_are_error_rates_from_0():
+    C = np.diag([98, 99, 100]) + np.array([[0, 2, 0], [1, 0, 0], [0, 0, 0]])  # 2 %, 1 %, 0 % wrong
+    fig = report.confusion(C)
+    bar_ax = fig.axes[1]
+    widths = [patch.get_width() for patch in bar_ax.patches]
+    assert widths == pytest.approx([2.0, 1.0, 0.0])
+    assert bar_ax.get_xlim() == (0, pytest.approx(3.2))
+    assert [t.get_text() for t in bar_ax.texts][0] == " 2.0% wrong (98.0% right)"
 
 
 def test_mistakes_gallery(trained, splits):
@@ -117,8 +130,18 @@ def test_mistakes_gallery_of_made_up_mistakes():
     images = np.random.default_rng(0).random((10, 28, 28))
     fig = report.mistakes(images, np.arange(10), (np.arange(10) + 1) % 10, np.linspace(0.9, 0.5, 10))
     check_image(fig, (1040, 350))
+    assert "white ink on black" in fig._suptitle.get_text()
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[0] == "true 0, said 1\n90.0%" and len(titles) == 10
+
+
+def test_the_mistakes_are_drawn_as_the_network_sees_them():
+    ink = np.zeros((1, 28, 28))
+    ink[0, 10:18, 13:15] = 1.0  # a white stroke (1) on black (0), as in MNIST
+    image = np.asarray(png_of(report.mistakes(ink, [1], [7], [0.9], columns=1)).convert("L"))
+    tile = image[image.shape[0] // 2 - 20 : image.shape[0] // 2 + 20, image.shape[1] // 2 - 20 : image.shape[1] // 2 + 20]
+    assert tile.min() < 30 and tile.max() > 225  # black background and white ink both there
+    assert np.median(tile) < 30  # mostly black: the background is drawn black, as the network sees it
 
 
 def test_first_layer(trained):
@@ -135,6 +158,20 @@ def test_activations(trained, splits):
     outputs = analysis.layer_outputs(model, splits.X_test, hidden)
     stats = [(f"layer {i}", analysis.activation_stats(outputs[i], True)) for i in hidden]
     check_image(report.activations(stats), (1100, round(100 * (3 * len(stats) + 0.4))))
+
+
+def test_one_dead_unit_in_800_is_marked_and_counts_have_integer_ticks():
+    A = np.abs(np.random.default_rng(0).standard_normal((50, 800)))  # (N, H) every unit active ...
+    A[:, 7] = 0  # ... but one
+    fig = report.activations([("layer 1 ReLU (800)", analysis.activation_stats(A, True))])
+    units_ax = fig.axes[1]
+    assert any(t.get_text() == "1 dead" for t in units_ax.texts)  # a bar 1 high on an axis to 800: annotated
+    ticks = units_ax.yaxis.get_major_locator().tick_values(*units_ax.get_ylim())
+    assert np.allclose(ticks, np.round(ticks))  # units are counted in whole numbers
+    small = np.abs(np.random.default_rng(1).standard_normal((50, 3)))  # 3 units: matplotlib would tick 0.5s
+    fig = report.activations([("tiny", analysis.activation_stats(small, True))])
+    ticks = fig.axes[1].yaxis.get_major_locator().tick_values(*fig.axes[1].get_ylim())
+    assert np.allclose(ticks, np.round(ticks))
 
 
 def test_pca_maps(trained, splits):
@@ -289,9 +326,9 @@ def test_a_model_without_history_gets_every_other_figure_and_says_what_is_missin
     model = mlp([784, 8, 10])  # untrained, and saved by no trainer: no History
     result = report.write_report(model, {"architecture": model.spec()}, splits.X_test, splits.y_test, tmp_path,
                                  report.ReportConfig(samples=40), title="<b>x</b>.npz")
-    assert [heading for heading, _ in result.missing] == ["Learning curves"]
-    assert "no training history" in result.missing[0][1]
-    assert {p.name for p in tmp_path.glob("*.png")} == FIGURES - {"learning_curves.png"}
+    assert [heading for heading, _ in result.missing] == ["Learning curves", "Training diagnostics"]
+    assert "no training history" in result.missing[0][1] and "no diagnostics" in result.missing[1][1]
+    assert {p.name for p in tmp_path.glob("*.png")} == FIGURES - {"learning_curves.png", "diagnostics.png"}
     page = (tmp_path / "index.html").read_text()
     assert "no training history" in page and "learning_curves.png" not in page
     assert "&lt;b&gt;x&lt;/b&gt;.npz" in page and "<b>x</b>" not in page  # what comes from outside is escaped
@@ -351,7 +388,8 @@ def test_numpynn_report_says_what_a_model_without_history_lacks(capsys, data_dir
     code, out, err = run(capsys, "report", tmp_path / "bare.npz", "--data", data_dir, "--out", tmp_path / "r")
     assert code == 0, err
     assert "not drawn: Learning curves: the model file has no training history" in out
-    assert len(list((tmp_path / "r").glob("*.png"))) == len(FIGURES) - 1
+    assert "not drawn: Training diagnostics: no training history" in out
+    assert len(list((tmp_path / "r").glob("*.png"))) == len(FIGURES) - 2
 
 
 @pytest.mark.parametrize("argv, code, needle", [
@@ -379,12 +417,15 @@ def test_numpynn_report_refuses_bad_input_in_one_line(capsys, model_file, data_d
     assert sorted(tmp_path.iterdir()) == before  # nothing written, not even the folder
 
 
-def test_train_plot_redraws_the_curves_after_every_epoch(capsys, data_dir, tmp_path, monkeypatch):
-    drawn = []
+def test_train_plot_redraws_the_curves_and_diagnostics_after_every_epoch(capsys, data_dir, tmp_path, monkeypatch):
+    drawn, diagnosed = [], []
     save = report.save_figure
 
     def counting(fig, path):
-        drawn.append((len(fig.axes[0].get_lines()[0].get_xdata()), fig._suptitle.get_text()))  # epochs drawn
+        if pathlib.Path(path).name == "learning_curves.png":
+            drawn.append((len(fig.axes[0].get_lines()[0].get_xdata()), fig._suptitle.get_text()))  # epochs drawn
+        else:
+            diagnosed.append(fig._suptitle.get_text())
         return save(fig, path)
 
     monkeypatch.setattr(report, "save_figure", counting)
@@ -394,7 +435,10 @@ def test_train_plot_redraws_the_curves_after_every_epoch(capsys, data_dir, tmp_p
     assert [n for n, _ in drawn] == [1, 2, 3, 3]  # after every epoch, and once more when the run has ended
     assert drawn[1][1] == "Learning curves: 2 epochs so far" and drawn[-1][1] == "Learning curves: 3 epochs (completed)"
     assert Image.open(tmp_path / "plots" / "learning_curves.png").size == (1200, 440)
-    assert f"Plot: {tmp_path / 'plots' / 'learning_curves.png'}" in out
+    assert diagnosed == ["Training diagnostics per layer: 1 epoch", "Training diagnostics per layer: 2 epochs",
+                         "Training diagnostics per layer: 3 epochs", "Training diagnostics per layer: 3 epochs"]
+    assert Image.open(tmp_path / "plots" / "diagnostics.png").size == (1500, 460)
+    assert f"Plot: {tmp_path / 'plots' / 'learning_curves.png'}, {tmp_path / 'plots' / 'diagnostics.png'}" in out
 
 
 def test_train_plot_into_a_missing_parent_fails_before_training(capsys, data_dir, tmp_path):

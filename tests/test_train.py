@@ -287,3 +287,19 @@ def test_both_architectures_train_with_augmentation():
 def test_augmentation_refuses_images_that_are_not_square():
     with pytest.raises(ValueError, match="augment = 'affine' needs square images; 20 inputs are not"):
         Run.start(make_config(**SMALL, augment="affine"), D=20, K=3)
+
+
+@pytest.mark.parametrize("config, applies_to, does_not", [
+    ({"architecture": "mlp", "optimizer": "sgd", "momentum": 0.0, "schedule": "cosine", "augment": "none"},
+     ["hidden", "lr", "momentum", "augment", "threads"],
+     ["channels", "padding", "beta1", "eps", "nesterov", "gamma", "step_epochs", "augment_shift", "augment_alpha"]),
+    ({"architecture": "cnn", "optimizer": "adam", "schedule": "step", "augment": "elastic"},
+     ["channels", "padding", "beta1", "beta2", "eps", "gamma", "step_epochs", "augment_alpha", "augment_sigma"],
+     ["momentum", "nesterov", "augment_shift", "augment_rotation"]),
+    ({"optimizer": "sgd", "momentum": 0.9, "augment": "affine"}, ["nesterov", "augment_shear"], ["augment_sigma"]),
+])
+def test_which_options_apply(config, applies_to, does_not):
+    from numpynn.train import applies
+
+    assert all(applies(name, config) for name in applies_to)
+    assert not any(applies(name, config) for name in does_not)
