@@ -5,6 +5,7 @@ import asyncio
 import io
 import logging
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -117,7 +118,18 @@ def test_starting_training_needs_json_and_the_token(bare, name, request_kw, stat
     assert bare.get("/api/train").json()["state"] == "idle"
 
 
-def test_stopping_training_needs_the_token_and_no_form(client, bare):
+def test_stopping_training_needs_the_token_and_no_form(client, bare, monkeypatch):
+    from numpynn.web import learn
+
+    real_fit = learn.fit
+
+    def held_fit(run, splits, **hooks):  # the run lasts until it is stopped, however fast it would train
+        deadline = time.monotonic() + 60
+        while not hooks["should_stop"]() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_fit(run, splits, **hooks)
+
+    monkeypatch.setattr(learn, "fit", held_fit)
     assert client.post("/api/train", json={**QUICK, "epochs": 20, "batch_size": 16}).status_code == 202
     for kw, status in [(dict(), 403), (dict(headers={"X-Numpynn-Token": "x" * 43}), 403),
                        (dict(content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
