@@ -46,14 +46,19 @@ class Block(NamedTuple):
     y: np.ndarray  # (n,)      their labels
 
 
-def pack_blocks(X, y, block: int = SeedConfig.block) -> list[Block]:
-    """Tricks 1 and 2: cut the training set into blocks of `block` images, each keeping only the pixels it uses.
-    Images are first sorted by where their ink starts (top row, then left and right column), so that digits
-    of similar outline, which share their empty pixels, land in the same block. Done once, before training."""
+def ink_order(X):
+    """The images' indices sorted by where their ink starts: top row, then left column, then right column.
+    Digits of similar outline, which share their empty pixels, end up next to each other."""
     ink = (X != 0).reshape(28, 28, -1)  # (28, 28, m)  column layout: pixel (row, col) per image
     rows, cols = ink.any(axis=1), ink.any(axis=0)  # (28, m) each
     top, left, right = rows.argmax(axis=0), cols.argmax(axis=0), 27 - cols[::-1].argmax(axis=0)  # (m,) each
-    order = np.lexsort((right, left, top))  # (m,)  sorted by top, then left, then right
+    return np.lexsort((right, left, top))  # (m,)  sorted by top, then left, then right
+
+
+def pack_blocks(X, y, block: int = SeedConfig.block) -> list[Block]:
+    """Tricks 1 and 2: cut the training set, in ink_order, into blocks of `block` images, each keeping only the
+    pixels it uses. Done once, before training."""
+    order = ink_order(X)  # (m,)
     blocks = []
     for start in range(0, y.size, block):
         images = order[start : start + block]  # (n,)
