@@ -2,7 +2,9 @@
 
 What it measures
     `numpynn seed --json --quiet` (2000 full-batch iterations of 784-10-10 on 50,000 MNIST images, alpha 0.01)
-    runs as a subprocess, exactly as a user runs it. Its last output line is JSON; from it come the accuracies,
+    runs as a subprocess, exactly as a user runs it: the fast path, numpynn/seed_fast.py. Beside it, in the
+    same run, `numpynn seed --plain --json --quiet`, the textbook loop of numpynn/seed.py, for as many
+    iterations (--plain-iterations to run fewer and extrapolate). Its last output line is JSON; from it come the accuracies,
     `train_seconds` (the training loop alone) and `seconds` (the whole command: imports, loading, training,
     scoring). The child's peak resident memory comes from os.wait4, which returns that one child's usage.
 
@@ -13,6 +15,13 @@ What it derives
     is the floor for this network: its products do about 10 FLOP per byte of X, too few to keep the CPU's
     arithmetic busy, so memory speed sets the pace. Both are "effective" rates: a seed that skips work (say,
     pixels that are 0) is credited with the full count, which is the point: they compare ways to do one job.
+
+What each trick buys (--tricks)
+    One more subprocess times the full-batch gradient over --tricks-iterations iterations, five ways, each
+    adding one of seed_fast's tricks to the one before: seed.py's plain forward and backward on all of X;
+    the same with the products written transposed (trick 4); that on blocks of 512 images in the data's
+    order, all pixels (trick 3, cache); on blocks sorted by their ink's bounding box, all pixels; and with
+    each block's zero pixels dropped (trick 2), which is seed_fast.gradients itself.
 
 Baselines (--baseline), measured in the same run so that ratios compare like with like
     plain:    the straightforward full-batch loop in float32 NumPy, written out below (W1 @ X on all m images).
@@ -46,12 +55,13 @@ import _common  # benchmarks/_common.py: this folder is on sys.path when the scr
 from _common import REPO, check_json_path, code_hash, cpu_busy_before, cpu_name, table, write_json
 
 PROG = "seed_speed"
-SEED_CODE = REPO / "numpynn" / "seed.py"  # the code under measurement
+SEED_CODE = [REPO / "numpynn" / "seed.py", REPO / "numpynn" / "seed_fast.py"]  # the code under measurement
 BASELINES = {
     "plain": "plain float32 NumPy",
     "float64": "plain float64 NumPy",
 }
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+RUN_NAMES = {"seed": "numpynn seed", "plain_seed": "numpynn seed --plain"}
 
 
 def flop_per_iteration(m: int, D: int, H: int, K: int) -> int:
@@ -156,6 +166,64 @@ def baseline(name: str, iterations: int, data_dir: str | None) -> dict:
     }
 
 
+TRICKS = {  # name -> what it adds, in the order they are added
+    "plain": "seed.py: W1 @ X and dZ1 @ X.T on all of X",
+    "transposed": "+ products written transposed (trick 4)",
+    "blocks": "+ blocks of 512 images, data order, all pixels (trick 3)",
+    "sorted": "+ blocks sorted by the ink's bounding box",
+    "dropped": "+ zero pixels dropped per block (trick 2) = seed_fast",
+}
+
+
+def tricks(iterations: int, data_dir: str | None) -> dict:
+    """Seconds per full-batch gradient (forward and backward, no update) for each row of TRICKS, the best of
+    `iterations` gradients each, in one process on the same data and weights. The weights are the seed's
+    initial ones; the work of a gradient does not depend on their values."""
+    import numpy as np
+
+    data, seed = _import_numpynn()
+    from numpynn import seed_fast
+
+    config = seed.SeedConfig()
+    splits = data.load_mnist("mnist", data_dir, dev_size=config.dev_size, seed=config.seed, progress=False)
+    X, y = splits.X_train.T, splits.y_train  # (D, m) image by image, as run_seed passes it
+    m = y.size
+    params = seed.init_params(np.random.default_rng(config.seed), config.hidden)
+    everything = np.arange(X.shape[0])
+
+    def plain():
+        Z1, A1, Z2, A2 = seed.forward_propagation(X, *params)
+        return seed.backward_propagation(X, y, Z1, A1, params.W2, A2)
+
+    def one_block():  # the whole of X as a single block: trick 4 alone
+        return seed_fast.gradients([seed_fast.Block(everything, X, y)], params, m)
+
+    in_order = [seed_fast.Block(everything, np.asfortranarray(X[:, s : s + config.block]), y[s : s + config.block])
+                for s in range(0, m, config.block)]
+    packed = seed_fast.pack_blocks(X, y, config.block)
+    order = seed_fast.ink_order(X)  # (m,)  the order pack_blocks cuts into blocks
+    sorted_all = [seed_fast.Block(everything, np.asfortranarray(X[:, images]), y[images])
+                  for images in (order[s : s + config.block] for s in range(0, m, config.block))]
+    runs = {
+        "plain": plain,
+        "transposed": one_block,
+        "blocks": lambda: seed_fast.gradients(in_order, params, m),
+        "sorted": lambda: seed_fast.gradients(sorted_all, params, m),
+        "dropped": lambda: seed_fast.gradients(packed, params, m),
+    }
+    for gradient in runs.values():
+        gradient()  # once untimed: first-touch of memory and BLAS start-up
+    times = {name: [] for name in runs}
+    for _ in range(iterations):  # round-robin, so a slow spell of the machine touches every variant alike
+        for name, gradient in runs.items():
+            start = time.perf_counter()
+            gradient()
+            times[name].append(time.perf_counter() - start)
+    seconds = {name: min(t) for name, t in times.items()}  # the best: the least disturbed by other work
+    kept = sum(block.pixels.size * block.y.size for block in packed) / m
+    return {"seconds_per_gradient": seconds, "pixels_kept_per_image": kept, "iterations": iterations}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The measuring process
 
@@ -173,9 +241,10 @@ def worker_command(args, worker: str, iterations: int) -> list[str]:
     return command + (["--data", args.data] if args.data else [])
 
 
-def seed_command(args) -> list[str]:
-    command = [sys.executable, "-m", "numpynn", "seed", "--json", "--quiet", "--iterations", str(args.iterations)]
-    return command + (["--data", args.data] if args.data else [])
+def seed_command(args, plain: bool = False) -> list[str]:
+    iterations = args.plain_iterations if plain else args.iterations
+    command = [sys.executable, "-m", "numpynn", "seed", "--json", "--quiet", "--iterations", str(iterations)]
+    return command + (["--plain"] if plain else []) + (["--data", args.data] if args.data else [])
 
 
 def summarize(runs: list[dict], iterations: int, measured_iterations: int, work: int, x_bytes: int) -> dict:
@@ -228,14 +297,14 @@ def print_report(report: dict) -> None:
     )
     code = report["seed_py_sha256"]
     changed = "" if code["before"] == code["after"] else f", CHANGED during the runs to {code['after']}"
-    print(f"code      numpynn/seed.py sha256 {code['before']}{changed}")
+    print(f"code      numpynn/seed.py + seed_fast.py sha256 {code['before']}{changed}")
     print()
     header = ("run", "iterations", "train s best", "median", "ms/iter", "GFLOP/s", "X GB/s", "peak RSS", "vs seed")
     rows = [header]
     for name, result in report["results"].items():
         measured = result["iterations_measured"]
         rows.append((
-            "numpynn seed" if name == "seed" else BASELINES[name],
+            RUN_NAMES.get(name) or BASELINES[name],
             f"{measured} -> {n} *" if result["extrapolated"] else str(n),
             f"{result['train_seconds_best']:.2f}",
             f"{result['train_seconds_median']:.2f}",
@@ -257,10 +326,30 @@ def print_report(report: dict) -> None:
         f"accuracy train {best['train_accuracy']:.4f}  dev {best['dev_accuracy']:.4f}  "
         f"test {best['test_accuracy']:.4f}"
     )
+    plain = report["results"].get("plain_seed")
+    if plain is not None:
+        best = min(plain["runs"], key=lambda run: run["train_seconds"])
+        print(
+            f"numpynn seed --plain, fastest run: accuracy train {best['train_accuracy']:.4f}  "
+            f"dev {best['dev_accuracy']:.4f}  test {best['test_accuracy']:.4f} after {plain['iterations_measured']} "
+            "iterations"
+        )
     for name, result in report["results"].items():
-        if name != "seed":
+        if name in BASELINES:
             accuracy = statistics.median(run["dev_accuracy"] for run in result["runs"])
             print(f"{BASELINES[name]}: dev accuracy {accuracy:.4f} after {result['iterations_measured']} iterations")
+
+
+def print_tricks(tricks: dict) -> None:
+    seconds = tricks["seconds_per_gradient"]
+    print(f"\nWhat each trick of seed_fast buys: one full-batch gradient (forward + backward), "
+          f"best of {tricks['iterations']}, each row adding one trick to the row above")
+    rows = [("gradient computed as", "ms", "speed-up over plain")]
+    for name, what in TRICKS.items():
+        rows.append((what, f"{1000 * seconds[name]:.1f}", f"{seconds['plain'] / seconds[name]:.2f}x"))
+    print("\n".join(table(rows)))
+    print(f"Blocks of 512 with zero pixels dropped keep {tricks['pixels_kept_per_image']:.0f} of 784 pixels "
+          "per image on average.")
 
 
 def parse_args(argv=None):
@@ -280,12 +369,31 @@ def parse_args(argv=None):
         metavar="N",
         help="iterations the baselines really run, extrapolated to --iterations (default: 200)",
     )
+    parser.add_argument(
+        "--plain-iterations",
+        type=int,
+        metavar="N",
+        help="iterations `numpynn seed --plain` really runs, extrapolated to --iterations (default: --iterations)",
+    )
+    parser.add_argument(
+        "--tricks",
+        type=int,
+        default=20,
+        metavar="N",
+        dest="tricks_iterations",
+        help="time N gradients for each trick of seed_fast, added one by one (0: skip; default: 20)",
+    )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs of each; best and median (default: 1)")
     parser.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
-    parser.add_argument("--worker", choices=("probe", *BASELINES), help=argparse.SUPPRESS)  # internal: one child
+    parser.add_argument("--worker", choices=("probe", "tricks", *BASELINES), help=argparse.SUPPRESS)  # one child
     args = parser.parse_args(argv)
-    if args.iterations < 1 or args.baseline_iterations < 1 or args.repeat < 1:
-        parser.error("--iterations, --baseline-iterations and --repeat must be 1 or more")
+    if args.plain_iterations is None:
+        args.plain_iterations = args.iterations
+    if min(args.iterations, args.baseline_iterations, args.plain_iterations, args.repeat) < 1:
+        parser.error("--iterations, --plain-iterations, --baseline-iterations and --repeat must be 1 or more")
+    if args.tricks_iterations < 0:
+        parser.error("--tricks must be 0 or more")
+    args.plain_iterations = min(args.plain_iterations, args.iterations)
     check_json_path(parser, args.json)
     return args
 
@@ -295,7 +403,12 @@ def main(argv=None) -> int:
     if args.worker:
         data, _ = _import_numpynn()
         try:
-            result = probe(args.data) if args.worker == "probe" else baseline(args.worker, args.iterations, args.data)
+            if args.worker == "probe":
+                result = probe(args.data)
+            elif args.worker == "tricks":
+                result = tricks(args.iterations, args.data)
+            else:
+                result = baseline(args.worker, args.iterations, args.data)
         except data.DataError as error:
             sys.exit(f"numpynn: error: {error}")  # the CLI's own one-line format, which run_child picks out
         print(json.dumps(result))
@@ -303,15 +416,16 @@ def main(argv=None) -> int:
 
     busy_before = cpu_busy_before()
     # Others may edit numpynn/seed.py while this runs; a report that mixed two versions should say so.
-    code_before = code_hash([SEED_CODE])
+    code_before = code_hash(SEED_CODE)
     info = run_child(worker_command(args, "probe", 1), "reading the BLAS and the data")
     baselines = list(BASELINES) if args.baseline == "all" else [] if args.baseline == "none" else [args.baseline]
     baseline_iterations = min(args.baseline_iterations, args.iterations)
 
     # Round-robin over the runs, so that a slow spell of the machine touches every kind of run alike.
-    runs = {name: [] for name in ("seed", *baselines)}
+    runs = {name: [] for name in ("seed", "plain_seed", *baselines)}
     for _ in range(args.repeat):
         runs["seed"].append(run_child(seed_command(args), "numpynn seed"))
+        runs["plain_seed"].append(run_child(seed_command(args, plain=True), "numpynn seed --plain"))
         for name in baselines:
             runs[name].append(run_child(worker_command(args, name, baseline_iterations), f"the {name} baseline"))
 
@@ -319,6 +433,7 @@ def main(argv=None) -> int:
     work = flop_per_iteration(info["m"], info["D"], runs["seed"][0]["config"]["hidden"], info["K"])
     x_bytes = info["m"] * info["D"] * info["x_itemsize"]  # X as numpynn seed gets it from the data layer
     results = {"seed": summarize(runs["seed"], args.iterations, args.iterations, work, x_bytes)}
+    results["plain_seed"] = summarize(runs["plain_seed"], args.iterations, args.plain_iterations, work, x_bytes)
     for name in baselines:
         x_bytes_here = info["m"] * info["D"] * runs[name][0]["x_itemsize"]  # the float64 X has twice the bytes
         results[name] = summarize(runs[name], args.iterations, baseline_iterations, work, x_bytes_here)
@@ -340,10 +455,16 @@ def main(argv=None) -> int:
             "cpu_busy_before": busy_before,
         },
         "command": seed_command(args)[1:],
-        "seed_py_sha256": {"before": code_before, "after": code_hash([SEED_CODE])},
+        "seed_py_sha256": {"before": code_before, "after": None},  # "after" once every run is done
         "results": results,
+        "tricks": None,
     }
+    if args.tricks_iterations:
+        report["tricks"] = run_child(worker_command(args, "tricks", args.tricks_iterations), "timing the tricks")
+    report["seed_py_sha256"]["after"] = code_hash(SEED_CODE)
     print_report(report)
+    if report["tricks"]:
+        print_tricks(report["tricks"])
     if args.json:
         write_json(args.json, report)
     return 0

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(seed, SeedConfig)
     _add_data_options(seed)
+    seed.add_argument("--plain", action="store_true",
+                      help="train with the textbook loop of numpynn/seed.py (forward, backward, update on all "
+                      "images) instead of the faster numpynn/seed_fast.py; same algorithm, same printed lines")
     seed.add_argument("--quiet", action="store_true", help="don't print the loss every few iterations")
     seed.add_argument(
         "--json",
@@ -216,7 +219,7 @@ def cmd_seed(args) -> int:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except ValueError as error:  # a dev set as large as the training set
         raise UsageError(f"--dev-size: {error}") from None
-    result = run_seed(splits, config, log=None if args.quiet else print)
+    result = run_seed(splits, config, log=None if args.quiet else print, plain=args.plain)
     print(f"Train Accuracy: {100 * result['train_accuracy']:.2f}%")
     print(f"Dev Accuracy: {100 * result['dev_accuracy']:.2f}%")
     print(f"Test Accuracy: {100 * result['test_accuracy']:.2f}%")
@@ -231,6 +234,7 @@ def cmd_seed(args) -> int:
         summary["seconds"] = round(time.perf_counter() - started, 3)
         summary["train_seconds"] = round(result["seconds"], 3)
         summary["config"] = dataclasses.asdict(config)
+        summary["plain"] = args.plain
         print(json.dumps(summary))
     return 0
 

@@ -1,20 +1,22 @@
 """The seed's network, function by function: 784-10-10, ReLU, softmax, cross-entropy, full-batch gradient descent.
 
-This module is the program numpynn grew from; docs/math.md derives every line of it.
-It keeps the seed's names and its column layout: one column per image, so
+This module is the program numpynn grew from, written to be read top to bottom; docs/math.md derives every
+line of it. It keeps the seed's names and its column layout: one column per image, so
 
     X  (D, m)   D = 784 pixels, m images       W1 (H, D)   b1 (H, 1)   H = 10 hidden units
-    Y  (K, m)   one-hot, K = 10 classes        W2 (K, H)   b2 (K, 1)
+    y  (m,)     integer labels; Y = one_hot(y) is (K, m), K = 10 classes
+                                                W2 (K, H)   b2 (K, 1)
 
 The rest of numpynn is batch-first, X (N, D); only this module is features x samples, as the seed wrote it.
 
-Where the seed was loose, this module is correct and says so next to the line:
-- one_hot takes the class count K instead of guessing it from Y.max() + 1;
-- the loss is computed from the logits with log-sum-exp, never as log(p + 1e-8);
-- the bias gradients are sums over samples (axis 1), one per unit.
+Where the seed was wrong or loose, this module is correct and says so next to the line (docs/math.md, section 10,
+lists every departure). Nothing else is changed: the loop is the seed's loop, forward -> backward -> update
+on the whole (784, m) matrix. `numpynn seed` runs a faster loop by default, numpynn/seed_fast.py, which
+computes the same gradient with tricks this file leaves out (docs/seed-fast.md); `numpynn seed --plain` runs
+this one.
 
 What it leaves out on purpose: layers, optimizers and mini-batches live in the engine (later modules).
-The math here imports NumPy only; loading data and printing results belong to `run_seed` and the CLI.
+The math imports NumPy only; loading data and printing results belong to the CLI.
 """
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ class SeedConfig:
     dev_size: int = field(default=10_000, metadata={"help": "training images held out as the dev set"})
     print_every: int = field(default=10, metadata={"help": "print the loss every this many iterations (0: never)"})
     block: int = field(
-        default=512, metadata={"help": "images per block when summing the gradient; changes speed, not results"}
+        default=512,
+        metadata={"help": "fast path only (ignored with --plain): images per block when summing the gradient; "
+                          "changes speed, not results"},
     )
 
     def __post_init__(self):
@@ -67,7 +71,9 @@ class Params(NamedTuple):
 
 
 def init_params(rng: np.random.Generator, H: int = SeedConfig.hidden, dtype=np.float32) -> Params:
-    """W ~ N(0, 1) * 0.01, b = 0, as the seed does."""
+    """W ~ N(0, 1) * 0.01, b = 0, as the seed does.
+    Fixed: the seed drew from the global np.random in float64; a generator passed in makes runs reproducible,
+    and float32 weights keep every product with the float32 X in float32."""
     W1 = (rng.standard_normal((H, D)) * 0.01).astype(dtype)  # (H, D)
     b1 = np.zeros((H, 1), dtype)  # (H, 1)
     W2 = (rng.standard_normal((K, H)) * 0.01).astype(dtype)  # (K, H)
@@ -93,7 +99,7 @@ def softmax(Z):
 
 
 def one_hot(y, K: int = K):
-    """Y[k, i] = 1 if y_i == k.  K is explicit: the seed's Y.max() + 1 gives too few rows when a batch lacks the top class."""
+    """Y[k, i] = 1 if y_i == k.  Fixed: the seed's Y.max() + 1 rows are too few when a batch lacks the top class."""
     Y = np.zeros((K, y.size), np.float32)  # (K, m)
     Y[y, np.arange(y.size)] = 1
     return Y
@@ -102,9 +108,7 @@ def one_hot(y, K: int = K):
 def forward_propagation(X, W1, b1, W2, b2):
     """Z1 = W1 X + b1,  A1 = ReLU(Z1),  Z2 = W2 A1 + b2,  A2 = softmax(Z2).
     The biases enter at the hidden and output layers; the input layer has none."""
-    # W1 @ X, computed as (X^T W1^T)^T: the same numbers, but OpenBLAS then streams the long
-    # m-axis of X first and runs about twice as fast for this skinny product (benchmarks/seed_speed.py).
-    Z1 = (X.T @ W1.T).T + b1  # (H, m)
+    Z1 = W1 @ X + b1  # (H, m)
     A1 = ReLU(Z1)  # (H, m)
     Z2 = W2 @ A1 + b2  # (K, m)
     A2 = softmax(Z2)  # (K, m)
@@ -113,78 +117,30 @@ def forward_propagation(X, W1, b1, W2, b2):
 
 def cross_entropy(Z2, y):
     """Loss = -(1/m) sum_i log softmax(Z2)[y_i, i] = (1/m) sum_i (logsumexp(Z2[:, i]) - Z2[y_i, i]).
-    Computed from the logits, so it stays finite even when a probability underflows to 0."""
+    Fixed: the seed took log(A2 + 1e-8); from the logits the loss is exact, and finite even when a probability
+    underflows to 0."""
     z_max = Z2.max(axis=0)  # (m,)
     log_sum_exp = z_max + np.log(np.exp(Z2 - z_max).sum(axis=0))  # (m,)
     return float(np.mean(log_sum_exp - Z2[y, np.arange(y.size)]))
 
 
-def backward_propagation(X, y, Z1, A1, W2, A2, m: int | None = None):
+def backward_propagation(X, y, Z1, A1, W2, A2):
     """dZ2 = A2 - Y              dW2 = (1/m) dZ2 A1^T      db2 = (1/m) sum_i dZ2[:, i]
-    dZ1 = (W2^T dZ2) * ReLU'(Z1)  dW1 = (1/m) dZ1 X^T       db1 = (1/m) sum_i dZ1[:, i]
-    m is the number of images the loss averages over; it defaults to this batch's size. Pass the full
-    training-set size when X is one block of it, and the blocks' gradients add up to the full gradient."""
-    m = y.size if m is None else m
-    dZ2 = A2 - one_hot(y, A2.shape[0])  # (K, m_block)  m * dL/dZ2 for softmax + cross-entropy; 1/m comes in dW, db
+    dZ1 = (W2^T dZ2) * ReLU'(Z1)  dW1 = (1/m) dZ1 X^T       db1 = (1/m) sum_i dZ1[:, i]"""
+    m = y.size
+    dZ2 = A2 - one_hot(y, A2.shape[0])  # (K, m)  m * dL/dZ2 for softmax + cross-entropy; 1/m comes in dW, db
     dW2 = dZ2 @ A1.T / m  # (K, H)
     db2 = dZ2.sum(axis=1, keepdims=True) / m  # (K, 1)  a sum over samples, per unit
-    dZ1 = (W2.T @ dZ2) * derivative_ReLU(Z1)  # (H, m_block)  element-wise product with ReLU'
-    dW1 = (X @ dZ1.T).T / m  # (H, D)  = dZ1 X^T / m, oriented for speed like Z1 above
+    dZ1 = (W2.T @ dZ2) * derivative_ReLU(Z1)  # (H, m)  element-wise: the seed's "·" here is not a matrix product
+    dW1 = dZ1 @ X.T / m  # (H, D)
     db1 = dZ1.sum(axis=1, keepdims=True) / m  # (H, 1)
     return dW1, db1, dW2, db2
 
 
 def update_params(params: Params, grads, alpha: float) -> Params:
-    """theta <- theta - alpha * dtheta, for each of W1, b1, W2, b2. Returns new arrays; grads are values."""
+    """theta <- theta - alpha * dtheta, for each of W1, b1, W2, b2.
+    The seed subtracted in place; this returns new arrays, so gradients are values and no caller's array changes."""
     return Params(*(theta - alpha * dtheta for theta, dtheta in zip(params, grads)))
-
-
-class Block(NamedTuple):
-    pixels: np.ndarray  # (D_b,)  indices of the pixels that are non-zero in at least one image of the block
-    X: np.ndarray  # (D_b, n)  the block's images, those pixels only
-    y: np.ndarray  # (n,)      their labels
-
-
-def pack_blocks(X, y, block: int = SeedConfig.block) -> list[Block]:
-    """Cut the training set into blocks of `block` images, keeping per block only the pixels it uses.
-
-    This changes the speed, never the math. The gradient of the mean loss is the sum of every block's
-    gradient taken with the full m, and a pixel that is 0 in every image of a block adds exactly 0 to that
-    block's Z1 and to its dW1, so it can be left out. MNIST digits fill about 20% of their 28x28 square;
-    sorting the images by where their ink starts (top row, then left and right column) puts digits with
-    similar outlines together, and the blocks keep about half of the 784 pixels. Each block is small enough
-    to stay in the CPU cache between its forward and backward pass, so it is read from memory once per
-    iteration. benchmarks/seed_speed.py measures the effect."""
-    ink = (X != 0).reshape(28, 28, -1)  # (28, 28, m)  column layout: pixel (row, col) per image
-    rows, cols = ink.any(axis=1), ink.any(axis=0)  # (28, m) each
-    top, left, right = rows.argmax(axis=0), cols.argmax(axis=0), 27 - cols[::-1].argmax(axis=0)  # (m,) each
-    order = np.lexsort((right, left, top))  # (m,)  sorted by top, then left, then right
-    blocks = []
-    for start in range(0, y.size, block):
-        images = order[start : start + block]  # (n,)
-        X_b = X[:, images]  # (D, n)
-        pixels = np.flatnonzero((X_b != 0).any(axis=1))  # (D_b,)
-        blocks.append(Block(pixels, np.asfortranarray(X_b[pixels]), y[images]))
-    return blocks
-
-
-def gradients(blocks: list[Block], params: Params, m: int, with_loss: bool = False):
-    """The full-batch gradient (dW1, db1, dW2, db2): the sum of every block's gradient, each taken with the
-    full m. On a block, the network is the seed's restricted to the block's pixels: W1's other columns only
-    ever meet zeros there. Returns (grads, loss): the mean loss over all m images if asked, else None."""
-    W1, b1, W2, b2 = params
-    dW1, db1, dW2, db2 = (np.zeros_like(theta) for theta in params)
-    loss_sum = 0.0
-    for pixels, X_b, y_b in blocks:
-        Z1, A1, Z2, A2 = forward_propagation(X_b, W1[:, pixels], b1, W2, b2)
-        dW1_b, db1_b, dW2_b, db2_b = backward_propagation(X_b, y_b, Z1, A1, W2, A2, m)
-        dW1[:, pixels] += dW1_b  # pixels are distinct, so this fancy-indexed += adds every entry once
-        db1 += db1_b
-        dW2 += dW2_b
-        db2 += db2_b
-        if with_loss:
-            loss_sum += cross_entropy(Z2, y_b) * y_b.size
-    return Params(dW1, db1, dW2, db2), (loss_sum / m if with_loss else None)
 
 
 def gradient_descent(
@@ -197,26 +153,24 @@ def gradient_descent(
     rng: np.random.Generator | None = None,
     hidden: int = SeedConfig.hidden,
     print_every: int = SeedConfig.print_every,
-    block: int = SeedConfig.block,
     log: Callable[[str], None] | None = print,
 ):
-    """Full-batch gradient descent: every iteration uses all m images.
+    """Full-batch gradient descent: every iteration runs forward, backward and update on all m images.
 
     Starts from `params` if given, else from init_params(rng). Every `print_every` iterations it records the
-    loss of that iteration's forward pass and, if `log` is set, prints `Iteration i: Loss = x.xxxx` as the seed
-    does. Returns (params, losses), losses mapping iteration -> loss."""
+    loss of that iteration's forward pass (before its update) and, if `log` is set, prints
+    `Iteration i: Loss = x.xxxx` as the seed does. Returns (params, losses), losses mapping iteration -> loss."""
     if params is None:
         params = init_params(rng if rng is not None else np.random.default_rng(0), hidden, X.dtype)
-    blocks = pack_blocks(X, y, block)
     losses = {}
     for i in range(iterations):
-        record = print_every > 0 and i % print_every == 0
-        grads, loss = gradients(blocks, params, y.size, with_loss=record)
-        if record:
-            losses[i] = loss
+        Z1, A1, Z2, A2 = forward_propagation(X, *params)
+        grads = backward_propagation(X, y, Z1, A1, params.W2, A2)
+        params = update_params(params, grads, alpha)
+        if print_every > 0 and i % print_every == 0:
+            losses[i] = cross_entropy(Z2, y)
             if log is not None:
                 log(f"Iteration {i}: Loss = {losses[i]:.4f}")
-        params = update_params(params, grads, alpha)
     return params, losses
 
 
@@ -227,16 +181,23 @@ def predict(X, params: Params):
 
 
 def accuracy(X, y, params: Params) -> float:
-    """Fraction of images classified correctly, in [0, 1] (the seed prints it as a percentage)."""
+    """Fraction of images classified correctly, in [0, 1] (the seed returned a percentage; the CLI prints one)."""
     return float(np.mean(predict(X, params) == y))
 
 
-def run_seed(splits, config: SeedConfig | None = None, log: Callable[[str], None] | None = print) -> dict:
+def run_seed(splits, config: SeedConfig | None = None, log: Callable[[str], None] | None = print, *,
+             plain: bool = False) -> dict:
     """The seed's whole program on already-loaded splits: train, then measure train, dev and test accuracy.
-    `splits` holds batch-first arrays (N, 784); the seed's column layout is their transpose, a free view."""
+    `splits` holds batch-first arrays (N, 784); the seed's column layout is their transpose, a free view.
+    plain=True trains with this module's gradient_descent; plain=False with seed_fast's, which computes the
+    same iterations faster (the weights agree up to float32 rounding)."""
+    from . import seed_fast  # imported here because seed_fast builds on this module
+
     config = config or SeedConfig()
+    options = {} if plain else {"block": config.block}
+    train = gradient_descent if plain else seed_fast.gradient_descent
     start = time.perf_counter()
-    params, losses = gradient_descent(
+    params, losses = train(
         splits.X_train.T,
         splits.y_train,
         config.iterations,
@@ -244,8 +205,8 @@ def run_seed(splits, config: SeedConfig | None = None, log: Callable[[str], None
         rng=np.random.default_rng(config.seed),
         hidden=config.hidden,
         print_every=config.print_every,
-        block=config.block,
         log=log,
+        **options,
     )
     seconds = time.perf_counter() - start
     return {

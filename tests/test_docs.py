@@ -1,4 +1,4 @@
-"""docs/math.md, docs/conv.md, docs/backprop.md and the code must say the same thing.
+"""docs/math.md, docs/seed-fast.md, docs/conv.md, docs/backprop.md and the code must say the same thing.
 
 The convention, for every ```python block in those pages: the nearest non-blank line above its opening fence
 is a marker, one of
@@ -16,18 +16,20 @@ import re
 
 import pytest
 
-from numpynn import seed
+from numpynn import seed, seed_fast
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MATH = REPO / "docs" / "math.md"
-PAGES = [MATH, REPO / "docs" / "conv.md", REPO / "docs" / "backprop.md"]  # the pages whose code blocks are checked
+FAST = REPO / "docs" / "seed-fast.md"
+PAGES = [MATH, FAST, REPO / "docs" / "conv.md", REPO / "docs" / "backprop.md"]  # the pages whose code blocks are checked
 QUOTE = re.compile(r"<!--\s*from\s+(\S+)\s*-->")
 EXAMPLE = re.compile(r"<!--\s*example\s*-->")
 # The functions the issue asks the page to explain; every other public function of the module must be named too.
 ISSUE_FUNCTIONS = [
     "init_params", "ReLU", "derivative_ReLU", "softmax", "one_hot", "forward_propagation", "cross_entropy",
-    "backward_propagation", "update_params", "pack_blocks", "gradients", "gradient_descent", "predict", "accuracy",
+    "backward_propagation", "update_params", "gradient_descent", "predict", "accuracy",
 ]
+FAST_FUNCTIONS = ["ink_order", "pack_blocks", "block_forward", "block_backward", "gradients", "gradient_descent"]
 
 
 def python_blocks(text: str):
@@ -55,6 +57,7 @@ def test_every_python_block_is_marked_as_a_quote_or_an_example():
                 if not (QUOTE.fullmatch(marker) or EXAMPLE.fullmatch(marker))]
     assert not unmarked, f"python blocks without a marker start at {unmarked}"
     assert sum(path == "numpynn/seed.py" for _, path, _, _ in QUOTES) >= 10  # math.md really quotes the seed
+    assert sum(path == "numpynn/seed_fast.py" for _, path, _, _ in QUOTES) >= 3  # seed-fast.md, the fast path
     assert sum(path == "numpynn/conv.py" for _, path, _, _ in QUOTES) >= 5  # conv.md really quotes conv.py
     engine = ("numpynn/layers.py", "numpynn/losses.py", "numpynn/optim.py")  # backprop.md really quotes the engine
     assert all(sum(page == "backprop.md" and path == file for page, path, _, _ in QUOTES) >= 1 for file in engine)
@@ -75,10 +78,16 @@ def test_examples_run(page, line, code):
         exec(compile(code, f"docs/{page}:{line}", "exec"), {})
 
 
-def test_every_public_function_of_the_seed_is_named():
-    text = MATH.read_text(encoding="utf-8")
-    public = {name for name, obj in vars(seed).items()
-              if inspect.isfunction(obj) and obj.__module__ == seed.__name__ and not name.startswith("_")}
-    assert set(ISSUE_FUNCTIONS) <= public, "the issue's list names a function numpynn.seed no longer has"
+def public_functions(module) -> set[str]:
+    return {name for name, obj in vars(module).items()
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_")}
+
+
+@pytest.mark.parametrize("module, page, expected", [(seed, MATH, ISSUE_FUNCTIONS), (seed_fast, FAST, FAST_FUNCTIONS)],
+                         ids=["seed", "seed_fast"])
+def test_every_public_function_of_the_seed_is_named(module, page, expected):
+    text = page.read_text(encoding="utf-8")
+    public = public_functions(module)
+    assert set(expected) <= public, f"the list names a function {module.__name__} no longer has"
     missing = sorted(name for name in public if f"`{name}`" not in text)
-    assert not missing, f"docs/math.md never names these functions of numpynn.seed: {missing}"
+    assert not missing, f"docs/{page.name} never names these functions of {module.__name__}: {missing}"

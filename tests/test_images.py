@@ -403,13 +403,13 @@ def test_preparing_mnist_test_digits_does_not_lower_accuracy(mnist_dir):
 
     Measured (150 iterations, H = 32, about 6 s of training on 2 cores): raw 91.62%, prepared 91.57%,
     redrawn 91.59%. The margin allowed is 0.5 percentage points."""
-    from numpynn import seed
+    from numpynn import seed, seed_fast
     from numpynn.data import load_mnist, load_raw
 
     splits = load_mnist("mnist", mnist_dir, progress=False)
     _, _, x_test, y_test = load_raw("mnist", mnist_dir, progress=False)   # uint8 (10000, 28, 28)
     start = time.perf_counter()
-    params, _ = seed.gradient_descent(splits.X_train.T, splits.y_train, 150, 0.5, rng=np.random.default_rng(0),
+    params, _ = seed_fast.gradient_descent(splits.X_train.T, splits.y_train, 150, 0.5, rng=np.random.default_rng(0),
                                       hidden=32, log=None)
     trained_s = time.perf_counter() - start
 
