@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .layers import require
+from .checks import require
 
 
 def bilinear(images, rows, cols):

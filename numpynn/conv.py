@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .layers import Layer, require
+from .checks import require
+from .layers import Layer
 
 
 def windows(X, k: int, s: int):

@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def require(ok: bool, name: str, value, fix: str) -> None:
-    """Raise a one-line ValueError naming an out-of-range hyperparameter and how to fix it."""
-    if not ok:
-        raise ValueError(f"{name} = {value!r} is out of range: {fix}")
+from .checks import require
 
 
 class Layer:

@@ -17,7 +17,8 @@ import json
 
 import numpy as np
 
-from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh, require
+from .checks import require
+from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .conv import CONV_LAYERS, Conv2D
 
 LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .layers import require
+from .checks import require
 
 
 class Optimizer:

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .layers import BatchNorm, Dropout, require
+from .checks import require
+from .layers import BatchNorm, Dropout
 from .losses import softmax_cross_entropy
 from .model import Sequential
 

@@ -1,0 +1,31 @@
+"""Checks: the one error an out-of-range option raises, and the one function that raises it.
+
+Every hyperparameter check in numpynn is a `require(ok, name, value, fix)`. The error it raises carries the
+three parts as fields, so an interface can say it in its own words without parsing text: the CLI writes
+`--dev-size = 0 is out of range: ...`, the estimator names its own parameter. Imports nothing.
+"""
+from __future__ import annotations
+
+
+class OptionError(ValueError):
+    """An option (a hyperparameter, a size, a name) outside what it may be.
+
+    name   what the user set, in the code's words (e.g. "dev_size", "lr", "X.shape")
+    value  what they gave
+    fix    how to fix it, one short sentence with an example
+    str(error) is the one line "name = value is out of range: fix". It is a ValueError, so callers that catch
+    ValueError keep working."""
+
+    def __init__(self, name: str, value, fix: str):
+        self.name, self.value, self.fix = name, value, fix
+        super().__init__(f"{name} = {value!r} is out of range: {fix}")
+
+    def renamed(self, name: str) -> "OptionError":
+        """The same error under the name an interface uses (a flag, an estimator parameter)."""
+        return OptionError(name, self.value, self.fix)
+
+
+def require(ok: bool, name: str, value, fix: str) -> None:
+    """Raise an OptionError naming an out-of-range option and how to fix it, unless ok."""
+    if not ok:
+        raise OptionError(name, value, fix)
