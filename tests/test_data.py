@@ -1,4 +1,5 @@
-"""numpynn.data on small generated files: the IDX and npz readers, where data is looked for, and the splits.
+"""numpynn.data and numpynn.idx on small generated files: the IDX and npz readers, where data is looked for, and
+the splits.
 
 Downloads are tested in test_download.py. The real MNIST files are used only by the tests marked `mnist`.
 """
@@ -15,8 +16,8 @@ from hypothesis import strategies as st
 
 from .conftest import random_mnist_arrays
 
-from numpynn.data import (DATASETS, DataError, Splits, cache_dir, find_data, load_mnist, load_raw,
-                          read_idx, read_npz)
+from numpynn.data import DATASETS, Splits, cache_dir, find_data, load_mnist, load_raw
+from numpynn.idx import DataError, read_idx, read_npz
 
 # IDX type code for each element type the format knows.
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
@@ -527,9 +528,9 @@ def test_npz_hostile_members_are_one_line(tmp_path, member, match):
 
 def test_npz_bombs_and_encrypted_members_are_refused_from_the_directory(tmp_path):
     # A member that inflates to more than MAX_IMAGES images: refused by its declared size, never inflated.
-    from numpynn import data
+    from numpynn.idx import MAX_IMAGES
 
-    too_many = _npy("|u1", (data.MAX_IMAGES + 10, 28, 28), bytes((data.MAX_IMAGES + 10) * 784))
+    too_many = _npy("|u1", (MAX_IMAGES + 10, 28, 28), bytes((MAX_IMAGES + 10) * 784))
     path = _npz_with(tmp_path, "x_train", too_many, zipfile.ZIP_DEFLATED)
     assert path.stat().st_size < 2_000_000  # about 800 MB of zeros, deflated
     raises_data_error(read_npz, path, match=r"\[x_train\]: the member claims .* bytes; 1,000,000 images")
