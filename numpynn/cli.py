@@ -615,7 +615,8 @@ def cmd_serve(args) -> int:
             raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
     from .atomic import OutputError, check_folder
-    from .web.app import create_app, one_blas_thread
+    from .web.app import create_app
+    from .web.blas import one_blas_thread
     from .web.guard import host_names
     from .web.registry import default_models_dir
     from .web.server import make_server

@@ -18,13 +18,15 @@ from PIL import Image, ImageDraw
 from fastapi.testclient import TestClient
 
 from numpynn import serialize
-from numpynn.images import prepare
+from numpynn.images import MAX_PIXELS, prepare
 from numpynn.model import mlp
 from numpynn.train import Run, build_model, make_config
 from numpynn.web import learn
-from numpynn.web.app import MAX_BODY, create_app
+from numpynn.web.app import create_app
+from numpynn.web.limits import MAX_BODY
 
 from .conftest import REPO, make_mnist_dir
+from .test_images import png_header_claiming
 
 
 def local_client(app, **kw):
@@ -246,7 +248,7 @@ def test_fast_predict_answers_as_the_declared_route_does(folder):
 @pytest.mark.parametrize("slice_s, expected", [(0.0, ["A", "looked", "B", "C", "D"]),    # after every turn
                                                  (60.0, ["A", "B", "C", "D", "looked"])])  # not within a slice
 def test_predictions_take_turns_in_order_and_the_loop_looks_between_slices(slice_s, expected):
-    from numpynn.web.app import Turns
+    from numpynn.web.turns import Turns
 
     async def main():
         turns, order = Turns(slice_s), []
@@ -359,11 +361,50 @@ def test_an_upload_that_is_not_a_picture_gets_422_with_the_reason(client):
 
 
 def test_an_upload_claiming_a_huge_picture_is_refused_before_it_is_decoded(client):
+    claim = png_header_claiming(8000, 8000)  # 64 megapixels claimed in 57 bytes: decoding it would fail
+    response = client.post("/api/predict", files={"image": ("huge.png", claim, "image/png")})
+    assert response.status_code == 422
+    assert "8000x8000" in response.json()["detail"] and f"limit of {MAX_PIXELS:,}" in response.json()["detail"]
+
+
+def test_an_upload_under_the_picture_limit_is_read_as_numpynn_predict_reads_it(client):
     out = io.BytesIO()
-    Image.new("L", (3000, 2000), 0).save(out, format="PNG")  # 6 megapixels in a few kilobytes
+    Image.new("L", (3000, 2000), 0).save(out, format="PNG")  # 6 megapixels in a few kilobytes: one limit, the CLI's
     assert len(out.getvalue()) < 100_000
-    response = client.post("/api/predict", files={"image": ("huge.png", out.getvalue(), "image/png")})
-    assert response.status_code == 422 and "3000x2000" in response.json()["detail"]
+    response = client.post("/api/predict", files={"image": ("big.png", out.getvalue(), "image/png")})
+    assert response.status_code == 200 and response.json()["blank"] is True  # decoded: no ink in it
+
+
+def test_uploads_are_decoded_at_most_decoders_at_once(folder, monkeypatch):
+    import httpx
+
+    from numpynn.web import app as web_app
+    from numpynn.web.pictures import DECODERS
+
+    busy, most, lock = [0], [0], threading.Lock()
+
+    def slow(picture):  # prepare, holding its worker thread a while, as a huge picture does
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.2)
+        with lock:
+            busy[0] -= 1
+        return prepare(picture)
+
+    monkeypatch.setattr(web_app, "prepare", slow)
+    out = io.BytesIO()
+    Image.fromarray((seven(280) * 255).astype(np.uint8)).save(out, format="JPEG")  # a JPEG: decoded in a thread
+    app = create_app(folder)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
+            return await asyncio.gather(*(c.post("/api/predict", files={"image": ("d.jpg", out.getvalue())})
+                                          for _ in range(3 * DECODERS)))
+
+    answers = asyncio.run(main())
+    assert [r.status_code for r in answers] == [200] * (3 * DECODERS)
+    assert most[0] == DECODERS  # as many as allowed at once, never more
 
 
 def test_other_content_types_get_415(client):
@@ -542,7 +583,8 @@ import asyncio, json, sys
 import httpx
 from threadpoolctl import threadpool_info
 from numpynn.web import learn
-from numpynn.web.app import create_app, one_blas_thread
+from numpynn.web.app import create_app
+from numpynn.web.blas import one_blas_thread
 
 def blas():
     return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
