@@ -1,6 +1,7 @@
 """Writing files whole or not at all, and checking a folder before work starts.
 
-Every file numpynn writes (model files, checkpoints, metrics, figures, pictures) goes through `write_atomically`:
+Every file numpynn writes (model files, checkpoints, metrics, figures, pictures) goes through `write_atomically`
+(JSON through `write_json_atomically`):
 the bytes go to a temporary file beside the target, are flushed to disk, and only then does a rename give them
 the target's name. A reader never sees half a file, and a crash or a full disk leaves the old file intact.
 
@@ -12,6 +13,7 @@ Left out: locking. Two processes writing the same name at once each write a whol
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -81,6 +83,11 @@ def write_atomically(path, write: Callable[[BinaryIO], None] | bytes) -> pathlib
             raise OutputError(f"{path}: writing failed ({_reason(error)}); nothing was written there") from None
         raise
     return path
+
+
+def write_json_atomically(path, data) -> pathlib.Path:
+    """`path` gets `data` as indented JSON (one space a level), whole, or keeps what it had."""
+    return write_atomically(path, json.dumps(data, indent=1).encode())
 
 
 def remove_leftovers(folder) -> list[pathlib.Path]:

@@ -14,6 +14,7 @@ import time
 import warnings
 
 from . import __version__
+from .atomic import write_json_atomically as _write_json
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
@@ -402,12 +403,6 @@ def _last_good(checkpoint) -> str:
     return "no checkpoint was written yet: free some space or choose another folder, then train again"
 
 
-def _write_json(path, data) -> None:
-    from .atomic import write_atomically
-
-    write_atomically(path, json.dumps(data, indent=1).encode())
-
-
 def _load_model(path):
     from .serialize import ModelFileError, load_model
 
@@ -496,7 +491,7 @@ def cmd_info(args) -> int:
 
 
 AUGMENT_PARAMETERS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("augment_"))
-SCALE, GAP = 3, 2  # augment-preview: each pixel a 3 x 3 square, 2 grey pixels (before scaling) between digits
+SCALE = 3  # augment-preview: each pixel a 3 x 3 square
 
 
 def cmd_augment_preview(args) -> int:
@@ -507,7 +502,7 @@ def cmd_augment_preview(args) -> int:
     import numpy as np
 
     from .data import load_raw
-    from .images import to_png
+    from .images import digit_grid, to_png
     from .train import augmenter, make_config
 
     out = pathlib.Path(args.out)
@@ -534,16 +529,8 @@ def cmd_augment_preview(args) -> int:
     X = x_train[pick].reshape(len(pick), -1).astype(np.float32) / 255   # (n, 784), as training sees them
     transform = augmenter(config)
     rows = [X] + [transform(X, rng) for _ in range(args.rows)]          # each (n, 784)
-
-    side = x_train.shape[1]
-    cell = side + GAP
-    grid = np.full((len(rows) * cell + GAP, len(pick) * cell + GAP), 0.3, np.float32)   # grey lines between
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row.reshape(-1, side, side)):
-            grid[GAP + r * cell : (r + 1) * cell, GAP + c * cell : (c + 1) * cell] = image
-    grid[cell : cell + GAP] = 1.0                                       # a white line under the originals
     try:
-        to_png(grid, out, scale=SCALE)
+        to_png(digit_grid(rows), out, scale=SCALE)
     except OSError as error:
         raise CommandError(f"--out {out}: cannot write it ({error.strerror or error})") from None
     names = [name for name in AUGMENT_PARAMETERS if applies(name, {"augment": kind})]
@@ -619,19 +606,13 @@ def cmd_serve(args) -> int:
     from .web.blas import one_blas_thread
     from .web.guard import host_names
     from .web.registry import default_models_dir
-    from .web.server import make_server
+    from .web.server import listen, make_server
 
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
+        sock = listen(args.host, args.port)  # now, so a busy port is one clear line, before anything starts
     except socket.gaierror as error:
         raise UsageError(f"--host {args.host}: not an address of this machine ({error.strerror})") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)  # bound here, so a busy port is one clear line, before anything starts
-        sock.listen(2048)  # and listening: a client of the address printed below waits, not refused, until uvicorn runs
     except OSError as error:
-        sock.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another "
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()

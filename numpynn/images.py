@@ -1,4 +1,4 @@
-"""Any picture of a digit, turned into what the network expects: a 28x28 MNIST-like image.
+"""Pictures of digits: any picture turned into what the network expects (a 28x28 MNIST-like image), and back.
 
 MNIST was made from NIST's black-and-white digits: each was scaled to fit a 20x20 box with its aspect ratio
 kept, which anti-aliasing turned into grey levels, then placed in a 28x28 field so that its centre of mass
@@ -26,7 +26,8 @@ photographed on paper looks to the network like the digits it learned from:
             lies in [13.5, 14.5] on both axes. A digit so lopsided that this would push ink off the field is
             shifted only as far as it fits: nothing is cut, and its centre of mass is then off-centre.
 
-The result is float32 (28, 28) in [0, 1], white ink on black.
+The result is float32 (28, 28) in [0, 1], white ink on black. The way back: `to_png` writes such an image (or
+any 2-D one in [0, 1]) as a PNG, and `digit_grid` lays rows of digits out as one image, to show them side by side.
 
 Limits, on purpose:
 - One digit per picture. Everything that stands out from the background is ink: a second digit, a ruled
@@ -130,6 +131,23 @@ def to_png(digit28, path_or_file, scale: int = 1) -> None:
         picture.save(path_or_file, format="PNG")
         return
     write_atomically(path_or_file, lambda f: picture.save(f, format="PNG"))
+
+
+def digit_grid(rows, gap: int = 2) -> np.ndarray:
+    """Rows of square digits as one image: float32 (r (s + gap) + gap, n (s + gap) + gap) in [0, 1], for to_png.
+
+    rows: r arrays of n digits each, every one (n, s, s) or (n, s*s), such as (n, 784) rows of MNIST. The digits
+    sit on a grid of grey lines `gap` pixels wide; the line under the first row is white, which sets it apart
+    (`numpynn augment-preview` puts the original digits there and augmented versions of them below)."""
+    first = np.asarray(rows[0])
+    side = first.shape[1] if first.ndim == 3 else int(round(np.sqrt(first.shape[1])))
+    n, cell = len(first), side + gap
+    grid = np.full((len(rows) * cell + gap, n * cell + gap), 0.3, np.float32)   # (H, W) grey lines between
+    for r, row in enumerate(rows):
+        for c, image in enumerate(np.asarray(row).reshape(-1, side, side)):
+            grid[gap + r * cell : (r + 1) * cell, gap + c * cell : (c + 1) * cell] = image
+    grid[cell : cell + gap] = 1.0                                               # the white line under row 0
+    return grid
 
 
 # ---------------------------------------------------------------------------------------------------------

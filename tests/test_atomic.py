@@ -87,3 +87,16 @@ def test_write_into_a_read_only_folder_is_one_line(read_only_folder):
     with pytest.raises(OutputError, match="cannot write into"):
         write_atomically(read_only_folder / "m.npz", b"x")
     assert list(read_only_folder.iterdir()) == []
+
+
+def test_write_json_atomically_writes_indented_json_whole(tmp_path):
+    import json
+
+    from numpynn.atomic import write_json_atomically
+
+    path = tmp_path / "m.metrics.json"
+    assert write_json_atomically(path, {"accuracy": 0.5, "history": [1, 2]}) == path
+    assert path.read_text() == '{\n "accuracy": 0.5,\n "history": [\n  1,\n  2\n ]\n}'
+    with pytest.raises(TypeError):  # not JSON: the old file stays, and no temporary file is left
+        write_json_atomically(path, {"bad": object()})
+    assert json.loads(path.read_text())["accuracy"] == 0.5 and os.listdir(tmp_path) == ["m.metrics.json"]

@@ -427,3 +427,21 @@ def test_preparing_mnist_test_digits_does_not_lower_accuracy(mnist_dir):
     assert raw > 0.85                                      # the network learned something
     assert prepared >= raw - 0.005
     assert redrawn_acc >= raw - 0.005
+
+
+def test_digit_grid_lays_rows_of_digits_on_grey_lines_with_a_white_one_under_the_first_row():
+    from numpynn.images import digit_grid
+
+    first = np.array([[[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.6], [0.7, 0.8]]], np.float32)   # (2, 2, 2)
+    second = np.zeros((2, 4), np.float32)                                               # (2, 4): flat rows
+    grid = digit_grid([first, second], gap=1)
+    g, w = 0.3, 1.0                                                                     # grey line, white line
+    expected = np.array([[g, g,   g,   g, g,   g,   g],
+                         [g, 0.1, 0.2, g, 0.5, 0.6, g],
+                         [g, 0.3, 0.4, g, 0.7, 0.8, g],
+                         [w, w,   w,   w, w,   w,   w],
+                         [g, 0,   0,   g, 0,   0,   g],
+                         [g, 0,   0,   g, 0,   0,   g],
+                         [g, g,   g,   g, g,   g,   g]], np.float32)
+    assert grid.dtype == np.float32 and grid.shape == (7, 7)
+    np.testing.assert_array_equal(grid, expected)

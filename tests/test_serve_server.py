@@ -160,3 +160,20 @@ def test_stopping_the_server_waits_for_the_training_runs_model_to_be_saved(tmp_p
     saved = list(models.glob("seed-*.npz"))
     assert len(saved) == 1 and f"model is saved as {saved[0]}" in stderr
     assert serve.process.returncode in (0, 130, -sig) and "Traceback" not in stderr, stderr
+
+
+def test_listen_binds_and_listens_or_raises_and_leaves_nothing_open():
+    from numpynn.web.server import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # listening: the system queues it
+            pass
+        with pytest.raises(OSError) as busy:                           # the port is taken now
+            listen("127.0.0.1", port)
+        assert not isinstance(busy.value, socket.gaierror)
+    finally:
+        sock.close()
+    with pytest.raises(socket.gaierror):
+        listen("no-such-host.invalid", 0)

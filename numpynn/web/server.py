@@ -1,5 +1,8 @@
-"""The HTTP server under `numpynn serve`: uvicorn, with the limits a server that hostile clients can reach needs,
-and a shutdown that lets a Learn-tab run save its model.
+"""The HTTP server under `numpynn serve`: the listening socket and uvicorn, with the limits a server that hostile
+clients can reach needs, and a shutdown that lets a Learn-tab run save its model.
+
+`listen` binds the socket before anything else starts, so a busy port or an unknown host is one clear error
+at once; `make_server` wraps the app, and `.run(sockets=[sock])` serves it on that socket.
 
 uvicorn waits as long as a client likes for a request's headers, and keeps every connection it is offered: 3000
 clients that each sent half a request held 3000 connections for a minute. Here:
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -31,6 +35,25 @@ MAX_HEADER_BYTES = 64 * 1024  # a request's line and headers; the page's are und
 MAX_CONNECTIONS = 64  # open at once; a browser opens at most 6 per server, the load benchmark 16
 KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open (uvicorn's default)
 GRACEFUL = 3  # seconds open connections get to finish their answers when the server stops
+BACKLOG = 2048  # connections the system queues before uvicorn accepts them
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (port 0: any free one) and listening, for make_server(app).run(sockets=[sock]).
+
+    Listening already, a client of the address printed at start waits until uvicorn runs, rather than being
+    refused. Raises socket.gaierror when `host` is not an address of this machine, OSError when the address
+    cannot be bound (a port in use, say); nothing is left open then."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class GuardedHttp(HttpToolsProtocol):
