@@ -1,4 +1,4 @@
-"""Writing files whole or not at all, and checking a folder before work starts.
+"""Files written whole or not at all (bytes or JSON), with their folder checked before work starts.
 
 Every file numpynn writes (model files, checkpoints, metrics, figures, pictures) goes through `write_atomically`
 (JSON through `write_json_atomically`):

@@ -1,4 +1,4 @@
-"""Where MNIST comes from: finding the files, downloading and verifying them, and splitting them for training.
+"""A data set, from wherever its files are to the network's splits: found, or downloaded and verified; split.
 
 What is here, in reading order:
 - `cache_dir` and `find_data` decide which folder the data comes from: the `data_dir` argument (the CLI's

@@ -1,4 +1,4 @@
-"""The web app behind `numpynn serve`: the page, the prediction API, the training API.
+"""The web app behind `numpynn serve`, assembled: its middleware and its routes (the page, predictions, training).
 
     GET  /                    the page (numpynn/web/static/); /static/* its CSS and JavaScript
     GET  /api/models          the models to choose from, by name, with their hidden layers
