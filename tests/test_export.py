@@ -80,7 +80,7 @@ def models(mnist):
         "mlp": train_briefly(build_model(make_config("mlp"), rng), mnist, steps=10),
         "seed": train_briefly(build_model(make_config("seed"), rng), mnist, steps=30, lr=3e-3),
         "cnn": train_briefly(build_model(make_config("cnn"), rng), mnist, steps=3),
-        "every layer": train_briefly(every_layer(rng), mnist, steps=30, lr=3e-3),
+        "every layer": train_briefly(every_layer(rng), mnist, steps=30, lr=3e-2),
     }
 
 
@@ -109,7 +109,7 @@ def test_onnxruntime_computes_what_numpynn_computes_on_all_10000_test_images(mod
           f"{probabilities_diff:.2e} (probabilities)")
     assert logits_diff <= TOLERANCE and probabilities_diff <= TOLERANCE
     assert (logits.argmax(axis=1) == Z.argmax(axis=1)).mean() > 0.999  # ties may break differently, nothing else
-    assert np.abs(Z).max() > 0.5  # trained weights, not a network that says nothing
+    assert np.abs(Z).max() > 2  # trained weights: logits large enough for rounding to show
 
 
 def test_the_trained_models_are_not_trivial(models):
