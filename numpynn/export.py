@@ -129,7 +129,9 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
     else:
         nodes.append(helper.make_node("Identity", [X], [LOGITS], name="logits"))
     nodes.append(helper.make_node("Softmax", [LOGITS], [PROBABILITIES], name="softmax", axis=-1))
-    rows = lambda name, width: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])  # noqa: E731
+    def rows(name: str, width: int):  # a float32 (N, width) tensor, N named and left free: any batch size
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])
+
     graph = helper.make_graph(nodes, "numpynn", [rows(INPUT, D)], [rows(LOGITS, K), rows(PROBABILITIES, K)],
                               initializer=weights)
     opset = [helper.make_opsetid("", OPSET)]
