@@ -673,12 +673,16 @@ def cmd_export(args) -> int:
     """The model as ONNX (numpynn/export.py), checked in onnxruntime when it is installed, then written whole."""
     import pathlib
 
-    from .export import OPSET, ExportError, check_batch, compare_with_onnxruntime, save_onnx, to_onnx
+    from .export import OPSET, ExportError, check_batch, compare_with_onnxruntime, require_onnx, save_onnx, to_onnx
 
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_suffix(".onnx")
     if out.suffix != ".onnx":
         raise UsageError(f"--out {out}: ONNX files end in .onnx; choose a name like model.onnx")
     _output_folder(out.parent, "--out", may_create=False, value=out)
+    try:
+        require_onnx()  # before the model is read: without onnx there is nothing to do
+    except ExportError as error:
+        raise CommandError(str(error)) from None
     model, header = _load_model(args.model)
     try:
         proto = to_onnx(model, header)

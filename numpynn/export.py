@@ -49,7 +49,8 @@ class ExportError(ValueError):
     """A model (or a layer option) that has no faithful ONNX form here, or onnx is missing. One line."""
 
 
-def _onnx():
+def require_onnx():
+    """The onnx module, or an ExportError saying how to install it."""
     try:
         import onnx
     except ImportError:
@@ -60,7 +61,7 @@ def _onnx():
 def to_onnx(model, header: dict | None = None, D: int = 784):
     """The ONNX model (an onnx.ModelProto) of `model`, a numpynn Sequential taking (N, D) rows, with `header`
     (a model file's header, or None) in its metadata. Checked by onnx.checker before it is returned."""
-    onnx = _onnx()
+    onnx = require_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     shapes = _shapes(model, D)  # each layer's output shape for one image, from a probe in inference mode

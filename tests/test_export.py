@@ -231,6 +231,13 @@ def one_line_error(code, stdout, stderr, exit_code):
     return stderr
 
 
+def test_export_without_onnx_says_how_to_install_it_and_writes_nothing(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    err = one_line_error(*run_cli(capsys, "export", model_file, "--out", tmp_path / "m.onnx"), 1)
+    assert err == "numpynn: error: numpynn export needs the onnx package: pip install 'numpynn[onnx]'\n"
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_refuses_an_out_that_is_not_onnx(model_file, tmp_path, capsys):
     err = one_line_error(*run_cli(capsys, "export", model_file, "--out", tmp_path / "m.npz"), 2)
     assert "ONNX files end in .onnx" in err and not list(tmp_path.iterdir())
