@@ -205,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "and --host are always answered, other names are refused (they could be DNS rebinding)")
     _add_data_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    export = commands.add_parser(
+        "export", help="write a model file as an ONNX file, to run with onnxruntime (Python, C++, a browser)",
+        description="Write MODEL as an ONNX graph (docs/export.md): input pixels (N, 784) float32, outputs logits "
+        "and probabilities (N, 10). If onnxruntime is installed, the file is run on a check batch first and "
+        "must agree with numpynn.",
+    )
+    export.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    export.add_argument("--out", metavar="FILE.onnx", help="the ONNX file to write (default: MODEL's name with "
+                        ".onnx, beside it)")
+    export.set_defaults(run=cmd_export)
     return parser
 
 
@@ -634,6 +645,46 @@ def cmd_serve(args) -> int:
         print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
               f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)
     make_server(app, say=lambda line: print(line, file=sys.stderr, flush=True)).run(sockets=[sock])
+    return 0
+
+
+EXPORT_TOLERANCE = 1e-4  # the most onnxruntime may differ from numpynn on the check batch: float32 rounding is ~1e-6
+
+
+def cmd_export(args) -> int:
+    """The model as ONNX (numpynn/export.py), checked in onnxruntime when it is installed, then written whole."""
+    import pathlib
+
+    from .export import OPSET, ExportError, check_batch, compare_with_onnxruntime, require_onnx, save_onnx, to_onnx
+
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_suffix(".onnx")
+    if out.suffix != ".onnx":
+        raise UsageError(f"--out {out}: ONNX files end in .onnx; choose a name like model.onnx")
+    _output_folder(out.parent, "--out", may_create=False, value=out)
+    try:
+        require_onnx()  # before the model is read: without onnx there is nothing to do
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    model, header = _load_model(args.model)
+    try:
+        proto = to_onnx(model, header)
+    except ExportError as error:
+        raise CommandError(f"{args.model}: {error}") from None
+    X = check_batch()
+    difference = compare_with_onnxruntime(proto, model, X)
+    if difference is not None and max(difference["logits"], difference["probabilities"]) > EXPORT_TOLERANCE:
+        raise CommandError(f"onnxruntime {difference['onnxruntime']} disagrees with numpynn by up to "
+                           f"{difference['logits']:.2g} in the logits; nothing was written (a bug in numpynn's "
+                           f"exporter: please report it)")
+    save_onnx(proto, out)
+    print(f"Wrote {out}  (ONNX opset {OPSET}, {out.stat().st_size:,} bytes): input pixels (N, {X.shape[1]}) "
+          f"float32, outputs logits and probabilities")
+    if difference is None:
+        print("Not checked: onnxruntime is not installed (pip install onnxruntime to compare it with numpynn)")
+    else:
+        print(f"Checked with onnxruntime {difference['onnxruntime']} on {len(X)} check images (black, white, random "
+              f"pixels): max |difference| from numpynn {difference['logits']:.1e} in the logits, "
+              f"{difference['probabilities']:.1e} in the probabilities")
     return 0
 
 

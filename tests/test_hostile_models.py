@@ -347,7 +347,7 @@ def test_fortran_ordered_and_big_endian_arrays_are_read_right(tmp_path, good):
     np.testing.assert_array_equal(model.layers[0].params["W"], W)
 
 
-@pytest.mark.parametrize("command", ["info", "predict", "evaluate", "report"])
+@pytest.mark.parametrize("command", ["info", "predict", "evaluate", "report", "export"])
 def test_every_command_refuses_every_hostile_model_in_one_line(capsys, tmp_path, good, tiny_mnist, command):
     from PIL import Image
 
@@ -357,7 +357,8 @@ def test_every_command_refuses_every_hostile_model_in_one_line(capsys, tmp_path,
     files |= {"zip bomb": zip_bomb(tmp_path, good), "header bomb": header_bomb(tmp_path, good)}
     for name, path in files.items():
         extra = {"predict": [picture], "evaluate": ["--data", tiny_mnist],
-                 "report": ["--data", tiny_mnist, "--out", tmp_path / "r"]}.get(command, [])
+                 "report": ["--data", tiny_mnist, "--out", tmp_path / "r"],
+                 "export": ["--out", tmp_path / "m.onnx"]}.get(command, [])
         code, out, err = run_cli(capsys, command, path, *extra)
         assert code == 1 and err.count("\n") == 1 and err.startswith("numpynn: error: "), (name, err)
         assert "Traceback" not in err and out == "", name

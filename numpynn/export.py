@@ -1,0 +1,218 @@
+"""Export: a numpynn Sequential as an ONNX file, to run where numpynn does not (onnxruntime in Python, C++ or a
+browser, and every tool that reads ONNX).
+
+The graph computes what model.forward(X, train=False) and model.predict_proba(X) compute, layer by layer:
+
+    input   pixels         (N, D) float32, N dynamic (D = 784: 28 x 28 pixels / 255, as numpynn trains on them)
+    outputs logits         (N, K) float32, the last layer's output
+            probabilities  (N, K) float32, Softmax(logits) along each row
+
+    Dense        Gemm(X, W, b): W is (D_in, D_out) already, so Y = X @ W + b with no transpose
+    ReLU, LeakyReLU(slope), Sigmoid, Tanh      Relu, LeakyRelu(alpha = slope), Sigmoid, Tanh
+    Dropout      nothing: at inference Y = X
+    BatchNorm    BatchNormalization(X, gamma, beta, running_mean, running_var, epsilon = eps), inference form:
+                 the same (X - mean) / sqrt(var + eps) * gamma + beta, per column of (N, D) rows
+    Conv2D       Conv(X, W, b, strides = (s, s), pads = (p, p, p, p)): both are cross-correlations and W is
+                 (C_out, C_in, k, k), ONNX's OIHW, so the weights go in as they are
+    MaxPool2D, AvgPool2D   MaxPool, AveragePool(kernel = size, strides = stride, no padding): leftover rows dropped
+    GlobalAvgPool          GlobalAveragePool, then Flatten: (N, C, 1, 1) -> (N, C)
+    Flatten      Flatten(axis = 1)
+    Unflatten    Reshape to (-1, C, H, W)
+
+The model's header (numpynn version, architecture, dataset, preprocessing, metrics) goes in metadata_props.
+
+Refused, with one line of ExportError: float64 layers (the graph takes float32 pixels), a BatchNorm whose
+input is not (N, D) rows (numpynn's would normalise the last axis of an image, ONNX's the channels), a Dense
+whose input is not rows, an output that is not (N, K), and any layer this module does not know (a subclass
+included). `onnx` is imported only here, inside the functions, so numpynn runs without it.
+
+Left out: float16 or quantized graphs, training graphs, and other opsets than OPSET.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import __version__
+from .conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D, Unflatten
+from .layers import BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+
+# Opset 21 (ONNX 1.16, IR version 10): every operator above is older than it, onnxruntime has run it since
+# 1.18, and onnxruntime-web runs it too. A newer opset would gain nothing here and shut out older runtimes.
+OPSET = 21
+INPUT, LOGITS, PROBABILITIES = "pixels", "logits", "probabilities"
+INSTALL = "numpynn export needs the onnx package: pip install 'numpynn[onnx]'"
+
+
+class ExportError(ValueError):
+    """A model (or a layer option) that has no faithful ONNX form here, or onnx is missing. One line."""
+
+
+def require_onnx():
+    """The onnx module, or an ExportError saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError(INSTALL) from None
+    return onnx
+
+
+def to_onnx(model, header: dict | None = None, D: int = 784):
+    """The ONNX model (an onnx.ModelProto) of `model`, a numpynn Sequential taking (N, D) rows, with `header`
+    (a model file's header, or None) in its metadata. Checked by onnx.checker before it is returned."""
+    onnx = require_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = _shapes(model, D)  # each layer's output shape for one image, from a probe in inference mode
+    nodes, weights = [], []
+    X = INPUT  # the name of the tensor that flows from layer to layer
+
+    def node(op: str, inputs: list, i: int, layer, **attributes) -> str:
+        Y = f"{i}.{type(layer).__name__}.{op}"  # e.g. "0.Dense.Gemm": the layer's index, as in param_names()
+        nodes.append(helper.make_node(op, inputs, [Y], name=Y, **attributes))
+        return Y
+
+    def weight(i: int, name: str, array) -> str:
+        weights.append(numpy_helper.from_array(np.asarray(array), f"{i}.{name}"))
+        return f"{i}.{name}"
+
+    shape_in = (D,)
+    for i, (layer, shape_out) in enumerate(zip(model.layers, shapes)):
+        kind = type(layer)
+        dtype = getattr(layer, "dtype", np.dtype(np.float32))
+        if dtype != np.float32:
+            raise ExportError(f"layer {i} ({kind.__name__}) computes in {dtype}; the ONNX graph takes float32 "
+                              "pixels: export a float32 model")
+        if kind is Dense:
+            _require_rows(i, layer, shape_in)
+            X = node("Gemm", [X, weight(i, "W", layer.params["W"]), weight(i, "b", layer.params["b"])], i, layer)
+        elif kind is ReLU:
+            X = node("Relu", [X], i, layer)
+        elif kind is LeakyReLU:
+            X = node("LeakyRelu", [X], i, layer, alpha=float(layer.slope))
+        elif kind is Sigmoid:
+            X = node("Sigmoid", [X], i, layer)
+        elif kind is Tanh:
+            X = node("Tanh", [X], i, layer)
+        elif kind is Dropout:
+            pass  # inference: Y = X, no node at all
+        elif kind is BatchNorm:
+            _require_rows(i, layer, shape_in)
+            names = [weight(i, name, layer.params[name]) for name in ("gamma", "beta")]
+            names += [weight(i, name, layer.buffers[name]) for name in ("running_mean", "running_var")]
+            X = node("BatchNormalization", [X, *names], i, layer, epsilon=float(layer.eps))
+        elif kind is Conv2D:
+            k, s, p = layer.kernel, layer.stride, layer.padding
+            X = node("Conv", [X, weight(i, "W", layer.params["W"]), weight(i, "b", layer.params["b"])], i, layer,
+                     kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
+        elif kind in (MaxPool2D, AvgPool2D):
+            op = "MaxPool" if kind is MaxPool2D else "AveragePool"
+            X = node(op, [X], i, layer, kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2)
+        elif kind is GlobalAvgPool:
+            X = node("Flatten", [node("GlobalAveragePool", [X], i, layer)], i, layer, axis=1)
+        elif kind is Flatten:
+            X = node("Flatten", [X], i, layer, axis=1)
+        elif kind is Unflatten:
+            X = node("Reshape", [X, weight(i, "shape", np.array([-1, *layer.shape], np.int64))], i, layer)
+        else:
+            raise ExportError(f"layer {i} ({kind.__name__}) has no ONNX form in numpynn's exporter; it exports "
+                              f"{', '.join(cls.__name__ for cls in EXPORTABLE)}")
+        shape_in = shape_out
+    if len(shape_in) != 1:
+        raise ExportError(f"the model's output is {('N', *shape_in)} per batch; the ONNX graph gives (N, K) "
+                          "logits: end the model with a Dense layer")
+    K = shape_in[0]
+
+    # The last layer's output is the graph's "logits"; a model of Dropout alone would have no node to rename.
+    if nodes and nodes[-1].output[0] == X:
+        nodes[-1].output[0] = LOGITS
+    else:
+        nodes.append(helper.make_node("Identity", [X], [LOGITS], name="logits"))
+    nodes.append(helper.make_node("Softmax", [LOGITS], [PROBABILITIES], name="softmax", axis=-1))
+    def rows(name: str, width: int):  # a float32 (N, width) tensor, N named and left free: any batch size
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])
+
+    graph = helper.make_graph(nodes, "numpynn", [rows(INPUT, D)], [rows(LOGITS, K), rows(PROBABILITIES, K)],
+                              initializer=weights)
+    opset = [helper.make_opsetid("", OPSET)]
+    proto = helper.make_model(graph, opset_imports=opset, producer_name="numpynn", producer_version=__version__,
+                              ir_version=helper.find_min_ir_version_for(opset))  # newer IR shuts out older runtimes
+    proto.doc_string = (f"A numpynn network: {INPUT} (N, {D}) float32 -> {LOGITS} (N, {K}) and {PROBABILITIES} "
+                        f"(N, {K}) = Softmax({LOGITS}).")
+    helper.set_model_props(proto, _metadata(model, header or {}))
+    try:
+        onnx.checker.check_model(proto, full_check=True)  # full_check: shapes are inferred and must agree
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"the ONNX graph fails onnx.checker, a bug in numpynn's exporter: "
+                          f"{' '.join(str(error).split())[:300]}") from None
+    return proto
+
+
+EXPORTABLE = (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, BatchNorm, Conv2D, MaxPool2D, AvgPool2D,
+              GlobalAvgPool, Flatten, Unflatten)
+
+
+def _shapes(model, D: int) -> list[tuple]:
+    """Each layer's output shape for one image (without N), from one zero image run in inference mode: the
+    shapes numpynn itself computes, so the graph cannot disagree with it about sizes."""
+    X = np.zeros((1, D), np.float32)  # (1, D)
+    shapes = []
+    for i, layer in enumerate(model.layers):
+        try:
+            X = layer.forward(X, train=False)
+        except (ValueError, TypeError) as error:
+            raise ExportError(f"layer {i} ({type(layer).__name__}) does not take the output of the layer "
+                              f"before it, from (N, {D}) pixels ({' '.join(str(error).split())})") from None
+        shapes.append(X.shape[1:])
+    return shapes
+
+
+def _require_rows(i: int, layer, shape_in: tuple) -> None:
+    if len(shape_in) != 1:
+        raise ExportError(f"layer {i} ({type(layer).__name__}) gets {('N', *shape_in)} images, not (N, D) rows; "
+                          "numpynn's math there differs from ONNX's: put a Flatten or GlobalAvgPool before it")
+
+
+def _metadata(model, header: dict) -> dict[str, str]:
+    """metadata_props: text only. The header's parts as JSON, under the header's own names."""
+    props = {"numpynn_version": str(header.get("numpynn_version", __version__)),
+             "exported_by": f"numpynn {__version__}",
+             "architecture": json.dumps(model.spec()),
+             "input": f"{INPUT}: one row per image, float32 (see preprocessing)",
+             "outputs": f"{LOGITS}: the last layer's scores; {PROBABILITIES}: Softmax({LOGITS}) per row"}
+    for key in ("dataset", "preprocessing", "metrics"):
+        if key in header:
+            props[key] = json.dumps(header[key])
+    return props
+
+
+def save_onnx(proto, path):
+    """Write an ONNX model to `path`, whole or not at all (numpynn.atomic.write_atomically)."""
+    from .atomic import write_atomically
+
+    return write_atomically(path, proto.SerializeToString())
+
+
+def compare_with_onnxruntime(proto, model, X) -> dict | None:
+    """Run the ONNX model in onnxruntime and the numpynn model on X (N, D) float32: the max |difference| of
+    the logits and of the probabilities, and onnxruntime's version. None if onnxruntime is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    from .losses import softmax
+
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits, probabilities = session.run([LOGITS, PROBABILITIES], {INPUT: X})
+    Z = model.forward(X, train=False)  # (N, K)
+    return {"logits": float(np.abs(logits - Z).max()), "probabilities": float(np.abs(probabilities - softmax(Z)).max()),
+            "onnxruntime": onnxruntime.__version__}
+
+
+def check_batch(D: int = 784, n: int = 256) -> np.ndarray:
+    """A fixed batch that needs no dataset: an all-black image, an all-white one, and n - 2 of random pixels
+    in [0, 1) (seed 0), brighter and busier than digits, so larger activations than MNIST gives.  (n, D)"""
+    X = np.random.default_rng(0).random((n, D), dtype=np.float32)  # (n, D)
+    X[0], X[1] = 0, 1
+    return X
