@@ -1,10 +1,16 @@
 """The page in a real headless Chromium (Debian's chromium package, driven by Playwright): draw digits with mouse
 strokes and check what the network read, clear the pad, train a model in the Learn tab and draw with it.
 
+The page as a first-time user meets it: a wide dense layer and a CNN's feature maps drawn large enough to
+see and click, no empty strips, a plain line explaining each panel. The README's picture of the page,
+docs/img/page-draw.png, is taken here, and rewritten at every run (it may differ by a few pixels; only its
+being written is checked).
+
 A screenshot of each tab is saved in a temporary folder ($NUMPYNN_SCREENSHOTS if set, e.g. for a CI artifact);
 the test prints where. In CI (CI set) a missing chromium or Playwright fails these tests: CI never passes by
 skipping them. Playwright's own browser download is never used: executable_path points at Debian's chromium.
 """
+import dataclasses
 import os
 import pathlib
 import socket
@@ -161,7 +167,8 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_clear_returns_to_draw_a_digit(
             page.click("#clear")
             state, read, text = settled(page)
             assert state == "blank" and read is None and text == "draw a digit"
-            assert page.locator("#bars li.top").count() == 0 and page.locator("#inside canvas").count() == 0
+            assert page.locator("#bars li.top").count() == 0
+            assert page.locator("#inside").get_attribute("data-blank") == "1"  # the layers stay, dark
         page.screenshot(path=shots / "draw-tab-cleared.png", full_page=True)
 
 
@@ -221,3 +228,105 @@ def test_the_page_works_under_its_own_content_security_policy(browser, models):
     finally:
         page.close()
     assert refused == []
+
+
+@pytest.fixture(scope="module")
+def wide_models(mnist_dir, tmp_path_factory):
+    """A models folder holding the default mlp preset's network (784-800-10), trained for one epoch on 10,000
+    images (about 15 s), and a small cnn (8 and 16 channels, then 64 units) left untrained: the page's layout
+    depends on the shapes only."""
+    folder = tmp_path_factory.mktemp("wide-models")
+    config = make_config("mlp", epochs=1, warmup_epochs=0.0)
+    assert config.hidden == (800,)
+    splits = load_mnist(data_dir=mnist_dir, dev_size=config.dev_size, seed=config.seed, progress=False)
+    splits = dataclasses.replace(splits, X_train=splits.X_train[:10_000], y_train=splits.y_train[:10_000])
+    run = Run.start(config)
+    fit(run, splits)
+    _, accuracy = evaluate(run.model, splits.X_test, splits.y_test)
+    serialize.save_model(folder / "mlp-800.npz", run.model, {"metrics": {"test_accuracy": accuracy}})
+    cnn = Run.start(make_config("cnn", channels=(8, 16), hidden=(64,)))
+    serialize.save_model(folder / "cnn-untrained.npz", cnn.model, {"metrics": {}})
+    return folder
+
+
+def boxes(page, selector):
+    """The bounding boxes of the elements `selector` finds that are shown."""
+    found = [page.locator(selector).nth(i).bounding_box() for i in range(page.locator(selector).count())]
+    return [box for box in found if box is not None]
+
+
+def layer_panel(page, i):
+    return page.locator("#inside .layer").nth(i)
+
+
+def test_a_newcomer_can_read_every_panel_and_the_page_has_no_empty_strips(page, wide_models, shots):
+    from numpynn.web.app import create_app
+
+    with Server(create_app(wide_models, data_dir=None)) as server:
+        page.goto(server.url)
+        page.wait_for_selector("#model option", state="attached")
+        page.select_option("#model", "mlp-800")
+        page.wait_for_selector("#inside .layer")
+        # Before anything is drawn the layers are already there, dark, with their explanations.
+        assert page.locator("#inside").get_attribute("data-blank") == "1"
+        assert "Draw a digit to see which light up" in layer_panel(page, 0).locator(".explain").inner_text()
+
+        draw(page, STROKES[7])
+        state, read, text = settled(page)
+        assert (state, read) == ("digit", "7"), text
+
+        # A plain line under each panel: what it shows and what to try.
+        for panel in [".pad-panel", ".seen-panel", ".bars-panel", "#unit-help"]:
+            assert len(page.locator(f"{panel} .explain").inner_text()) > 40, panel
+        explanation = layer_panel(page, 0).locator(".explain").inner_text()
+        assert "800 units" in explanation and "784 pixels" in explanation and "ReLU" in explanation
+        assert "of 800 units are lit for this drawing" in explanation
+
+        # 800 units, each a cell at least 12 px wide on screen, the whole grid inside the window.
+        grid = layer_panel(page, 0).locator("canvas")
+        box, cols = grid.bounding_box(), int(grid.get_attribute("data-cols"))
+        cell = box["width"] / cols
+        assert cell >= 12, f"800 units drawn {cell:.1f} px wide"
+        assert box["x"] + box["width"] <= page.viewport_size["width"]
+        row, col = 10, cols - 3  # a cell far from the first, clicked in its middle, is the unit clicked
+        grid.click(position={"x": (col + 0.4) * cell, "y": (row + 0.4) * cell})
+        page.wait_for_selector("#unit:not([hidden])")
+        assert f"unit {row * cols + col} " in page.locator("#unit-title").text_content()
+        assert page.locator("#unit-help").is_hidden()
+
+        # No empty strip beside the pad: its panel is as wide as the pad (plus its padding), and the top row
+        # reaches as far right as the inside below it.
+        pad, pad_panel = page.locator("#pad").bounding_box(), page.locator(".pad-panel").bounding_box()
+        assert pad_panel["width"] - pad["width"] <= 32
+        top, below = boxes(page, ".top > .panel"), page.locator(".below").bounding_box()
+        assert abs(max(b["x"] + b["width"] for b in top) - (below["x"] + below["width"])) <= 2
+        assert len({round(b["height"]) for b in top}) == 1  # the three panels end on one line
+        # The lower half of the window is not left empty: panels cover at least 40 % of it.
+        W, H = page.viewport_size["width"], page.viewport_size["height"]
+        covered = sum(max(0, min(b["x"] + b["width"], W) - max(b["x"], 0)) *
+                      max(0, min(b["y"] + b["height"], H) - max(b["y"], H / 2))
+                      for b in boxes(page, "#inside .layer") + boxes(page, ".side .panel"))
+        assert covered / (W * H / 2) >= 0.4, f"panels cover {covered / (W * H / 2):.0%} of the lower half"
+
+        top = int(grid.get_attribute("data-top"))  # the README shows the weights of the most active unit
+        grid.click(position={"x": (top % cols + 0.5) * cell, "y": (top // cols + 0.5) * cell})
+        page.wait_for_function(f"document.querySelector('#unit-title').textContent.includes('unit {top} ')")
+        page.screenshot(path=shots / "draw-tab-800.png", full_page=True)
+        try:  # the README's picture of the page
+            page.screenshot(path=REPO / "docs" / "img" / "page-draw.png", full_page=True)
+        except OSError as error:  # a read-only checkout: the picture stays as committed
+            print(f"docs/img/page-draw.png not rewritten: {error}")
+
+        # A CNN: its first block's 12x12 maps are never drawn smaller than its second block's 4x4 maps.
+        page.select_option("#model", "cnn-untrained")
+        settled(page)
+        page.wait_for_function("document.querySelectorAll('#inside .layer').length === 3")
+        sides = []
+        for i, shape in enumerate([[8, 12, 12], [16, 4, 4]]):
+            maps = layer_panel(page, i).locator("canvas")
+            assert f"{shape[0]} maps of {shape[1]}x{shape[2]}" in layer_panel(page, i).locator("h2").text_content()
+            scale = maps.bounding_box()["width"] / int(maps.evaluate("c => c.width"))
+            sides.append(int(maps.get_attribute("data-side")) * scale)
+        assert sides[0] >= sides[1] and sides[1] >= 24, f"12x12 maps {sides[0]} px, 4x4 maps {sides[1]} px"
+        assert "feature maps" in layer_panel(page, 0).locator(".explain").inner_text()
+        page.screenshot(path=shots / "draw-tab-cnn.png", full_page=True)

@@ -70,12 +70,19 @@ async function loadModels(select) {
   state.model = names.includes(select) ? select : names.includes(state.model) ? state.model : data.default;
   menu.value = state.model || "";
   menu.disabled = names.length === 0;
+  if (!state.last) showBlankInside();
+}
+
+function modelLayers() {
+  const entry = state.models.find((m) => m.name === state.model);
+  return entry ? entry.layers : [];
 }
 
 $("#model").addEventListener("change", (e) => {
   state.model = e.target.value;
   state.unit = null;
-  $("#unit").hidden = true;
+  showUnitPanel(false);
+  if (!state.last) showBlankInside();
   predictSoon(true);
 });
 
@@ -252,8 +259,24 @@ function showBlank(message) {
   const seen = $("#seen").getContext("2d");
   seen.fillStyle = "#000";
   seen.fillRect(0, 0, 28, 28);
-  $("#inside").replaceChildren();
-  $("#unit").hidden = true;
+  showBlankInside();
+  showUnitPanel(false);
+}
+
+function showBlankInside() {
+  // Before a digit is drawn the layers are shown dark, so that a newcomer sees, and can read about, what is
+  // there to watch; their units can already be clicked for their weights.
+  const layers = modelLayers().map((layer) => ({ ...layer, values: new Array(size(layer)).fill(0) }));
+  showInside(layers, true);
+}
+
+function size(layer) {
+  return layer.shape.reduce((a, b) => a * b, 1);
+}
+
+function showUnitPanel(yes) {
+  $("#unit").hidden = !yes;
+  $("#unit-help").hidden = yes;
 }
 
 function showAnswer(answer) {
@@ -284,71 +307,123 @@ function drawGrey(canvas, values, w, h, top = 1) {
   ctx.putImageData(image, 0, 0);
 }
 
-// Hidden layers: dense units as a grid of cells (brightness: the unit's output over the layer's largest);
-// feature maps as a row of small pictures. Click a unit for its incoming weights.
-function unitGrid(n) {
-  const cols = Math.min(n, Math.ceil(Math.sqrt(n * 3)));   // about three times as wide as tall
-  const cell = Math.max(6, Math.min(24, Math.floor(360 / cols)));
-  return { cols, rows: Math.ceil(n / cols), cell };
+// Hidden layers, one panel each, one above the other and as wide as the page lets them be: dense units as a
+// grid of cells (brightness: the unit's output over the layer's largest), feature maps as a row of small
+// pictures. Click a unit for its incoming weights.
+const CELL = { max: 28, min: 12, height: 360 };   // a unit's cell, in CSS px; a grid taller than `height` shrinks
+
+function unitGrid(n, width) {
+  // The largest cell (up to CELL.max) whose grid fits the width and stays under CELL.height tall; never under
+  // CELL.min px, so every unit can be seen and clicked (800 units: 18 px cells in a 792 px wide panel).
+  const balanced = Math.ceil(Math.sqrt(n * 4));   // about four times as wide as tall, when the width allows
+  for (let cell = CELL.max; cell > CELL.min; cell--) {
+    const cols = Math.min(n, balanced, Math.max(1, Math.floor(width / cell)));
+    if (Math.ceil(n / cols) * cell <= CELL.height) return { cols, rows: Math.ceil(n / cols), cell };
+  }
+  const cols = Math.min(n, Math.max(1, Math.floor(width / CELL.min)));
+  return { cols, rows: Math.ceil(n / cols), cell: CELL.min };
 }
 
-function showInside(layers) {
+function mapTile(h) {
+  // A map's side on screen grows with its side in pixels (6 px a pixel, from 32 to 84 px): a bigger map is
+  // never drawn smaller than a smaller one, and a 4x4 map is still big enough to see.
+  return Math.max(32, Math.min(84, 6 * h));
+}
+
+// What each layer does, in a phrase a newcomer can read; matched against the layer's name.
+const OPERATIONS = [
+  ["LeakyReLU", "a leaky ReLU (a negative sum is shrunk, not set to 0)"],
+  ["ReLU", "a ReLU (a negative sum becomes 0)"],
+  ["Tanh", "tanh (squashed into -1 to 1)"],
+  ["Sigmoid", "a sigmoid (squashed into 0 to 1)"],
+];
+
+function explain(layer, previous, blank) {
+  const n = size(layer);
+  const source = previous ? `the ${size(previous).toLocaleString()} outputs of the layer above`
+    : "the 784 pixels the network saw";
+  const active = layer.values.filter((v) => v > 0).length;
+  const now = blank ? "Draw a digit to see which light up." : `${active.toLocaleString()} of ${n.toLocaleString()} ` +
+    `${layer.kind === "units" ? "units" : "map pixels"} are lit for this drawing.`;
+  if (layer.kind === "units") {
+    const operation = OPERATIONS.find(([name]) => layer.name.includes(name));
+    return `Each of these ${n.toLocaleString()} units adds up ${source}, each times a weight it learned, and ` +
+      `passes the sum through ${operation ? operation[1] : "its activation"}. Bright: the unit fires; dark: ` +
+      `it stays silent. ${now} Click a unit to see what it looks for.`;
+  }
+  const [C, h, w] = layer.shape;
+  return `${C} feature maps of ${h}x${w}: each is one small filter slid over ${source}, then pooled, bright ` +
+    `where the filter finds its pattern. ${now} Click a map to see its filter.`;
+}
+
+function showInside(layers, blank = false) {
   const box = $("#inside");
-  const panels = layers.map((layer) => {
+  box.dataset.blank = blank ? "1" : "0";
+  const width = box.clientWidth - 30;   // the panel's padding and border
+  const panels = layers.map((layer, i) => {
     const panel = document.createElement("div");
-    panel.className = "panel";
+    panel.className = "panel layer";
     const title = document.createElement("h2");
     title.textContent = layer.name;
     const canvas = document.createElement("canvas");
     canvas.dataset.layer = layer.index;
     const top = Math.max(1e-6, ...layer.values.map(Math.abs));
-    if (layer.kind === "units") drawUnits(canvas, layer, top);
-    else drawMaps(canvas, layer, top);
+    if (layer.kind === "units") drawUnits(canvas, layer, top, width);
+    else drawMaps(canvas, layer, top, width);
     canvas.addEventListener("click", (e) => {
       const unit = unitAt(canvas, layer, e);
       if (unit !== null) showUnit(layer.index, unit);
     });
     const note = document.createElement("p");
-    note.className = "hint";
-    note.textContent = "Click a " + (layer.kind === "units" ? "unit" : "map") + " to see its incoming weights.";
+    note.className = "explain";
+    note.textContent = explain(layer, layers[i - 1], blank);
     panel.append(title, canvas, note);
     return panel;
   });
   box.replaceChildren(...panels);
 }
 
-function drawUnits(canvas, layer, top) {
-  const n = layer.values.length, { cols, rows, cell } = unitGrid(n);
+function drawUnits(canvas, layer, top, width) {
+  const n = layer.values.length, { cols, rows, cell } = unitGrid(n, width);
   canvas.width = cols * cell;
   canvas.height = rows * cell;
   canvas.dataset.cols = cols;
   canvas.dataset.cell = cell;
+  canvas.dataset.top = layer.values.indexOf(Math.max(...layer.values));   // the most active unit
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   layer.values.forEach((v, j) => {
     const a = Math.max(0, v) / top;   // ReLU outputs are >= 0; tanh's negatives show dark
-    ctx.fillStyle = `rgb(${Math.round(255 * a)}, ${Math.round(200 * a)}, ${Math.round(90 * a)})`;
-    ctx.fillRect((j % cols) * cell, Math.floor(j / cols) * cell, cell - 1, cell - 1);
+    ctx.fillStyle = `rgb(${Math.round(40 + 215 * a)}, ${Math.round(40 + 160 * a)}, ${Math.round(46 + 44 * a)})`;
+    ctx.fillRect((j % cols) * cell, Math.floor(j / cols) * cell, cell - 2, cell - 2);   // a 2 px gap
   });
 }
 
-function drawMaps(canvas, layer, top) {
-  const [C, h, w] = layer.shape, scale = Math.max(1, Math.floor(28 / h)), per = 8;
-  canvas.width = Math.min(C, per) * (w * scale + 2);
-  canvas.height = Math.ceil(C / per) * (h * scale + 2);
+function drawMaps(canvas, layer, top, width) {
+  const [C, h, w] = layer.shape, side = mapTile(h), gap = 4;
+  const per = Math.max(1, Math.min(C, Math.floor((width + gap) / (side + gap))));
+  canvas.width = per * (side + gap) - gap;
+  canvas.height = Math.ceil(C / per) * (side + gap) - gap;
   const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
   for (let c = 0; c < C; c++) {
     const tile = document.createElement("canvas");
     tile.width = w; tile.height = h;
     drawGrey(tile, layer.values.slice(c * h * w, (c + 1) * h * w), w, h, top);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(tile, (c % per) * (w * scale + 2), Math.floor(c / per) * (h * scale + 2), w * scale, h * scale);
+    ctx.drawImage(tile, (c % per) * (side + gap), Math.floor(c / per) * (side + gap), side, side * h / w);
   }
   canvas.dataset.per = per;
-  canvas.dataset.tileW = w * scale + 2;
-  canvas.dataset.tileH = h * scale + 2;
+  canvas.dataset.tileW = side + gap;
+  canvas.dataset.tileH = side * h / w + gap;
+  canvas.dataset.side = side;
 }
+
+let resizing = null;
+window.addEventListener("resize", () => {   // the grids are laid out for the page's width: lay them out again
+  clearTimeout(resizing);
+  resizing = setTimeout(() => (state.last ? showInside(state.last.layers) : showBlankInside()), 100);
+});
 
 function unitAt(canvas, layer, e) {
   const box = canvas.getBoundingClientRect();
@@ -372,7 +447,7 @@ async function showUnit(layerIndex, unit) {
     $("#unit-note").textContent = w.shape.length === 2 && w.shape[0] === 28
       ? "Its incoming weights, one per pixel: red where ink excites it, blue where ink inhibits it."
       : `Its incoming weights, shape ${w.shape.join("x")}: red positive, blue negative.`;
-    $("#unit").hidden = false;
+    showUnitPanel(true);
   } catch (error) {
     showError($("#draw-error"), error);
   }
