@@ -91,3 +91,82 @@ def test_every_public_function_of_the_seed_is_named(module, page, expected):
     assert set(expected) <= public, f"the list names a function {module.__name__} no longer has"
     missing = sorted(name for name in public if f"`{name}`" not in text)
     assert not missing, f"docs/{page.name} never names these functions of {module.__name__}: {missing}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# README's Troubleshooting section quotes real runs: each `$ numpynn ...` line is run again here, and what it
+# prints must still be what the README shows (the port and the model's own numbers aside, as said below).
+
+README = REPO / "README.md"
+
+
+def troubleshooting_runs() -> list[tuple[str, list[str]]]:
+    """(command, the lines printed after it) for every `$ ` line in the plain ``` blocks of README's
+    Troubleshooting section, in order."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("\n## Troubleshooting\n"):]
+    section = section[: section.index("\n## ", 1)]
+    runs, fence = [], None  # fence: the opening line of the block we are in, else None
+    for line in section.splitlines():
+        if line.startswith("```"):
+            fence = None if fence else line
+        elif fence == "```" and line.startswith("$ "):
+            runs.append((line[2:], []))
+        elif fence == "```" and runs:
+            runs[-1][1].append(line)
+    return runs
+
+
+RUNS = troubleshooting_runs()
+
+
+def test_the_troubleshooting_section_quotes_each_problem():
+    commands = [command.split()[:2] for command, _ in RUNS]
+    assert [["numpynn", "train"], ["numpynn", "train"], ["numpynn", "serve"], ["mkdir", "seen"],
+            ["numpynn", "predict"]] == commands
+    assert sum(line.startswith("numpynn: error: ") for _, lines in RUNS for line in lines) == 3
+
+
+def numpynn(argv, cwd, **env):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "numpynn", *argv], cwd=cwd, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, **env})
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]  # no progress bars
+
+
+@pytest.mark.mnist
+def test_the_troubleshooting_messages_are_what_numpynn_prints(tmp_path, mnist_dir):
+    import shlex
+    import socket
+
+    from numpynn import serialize
+    from numpynn.train import Run, make_config
+
+    for command, lines in RUNS:
+        argv = shlex.split(command)
+        if argv[0] == "mkdir":
+            (tmp_path / argv[1]).mkdir()
+            continue
+        argv = argv[1:]
+        if argv[0] == "serve":  # the README's run found port 8000 taken; here a port this test holds
+            with socket.socket() as busy:
+                busy.bind(("127.0.0.1", 0))
+                busy.listen()
+                port = busy.getsockname()[1]
+                printed = numpynn([*argv, "--port", str(port)], tmp_path, NUMPYNN_MODELS=str(tmp_path))
+            assert printed == [line.replace(":8000 ", f":{port} ") for line in lines], command
+        elif argv[0] == "predict":  # any model: the digit's numbers are the model's, the rest is numpynn's
+            serialize.save_model(tmp_path / argv[1], Run.start(make_config("mlp", hidden=(16,))).model, {})
+            (tmp_path / "docs" / "img").mkdir(parents=True)
+            (tmp_path / argv[2]).write_bytes((REPO / argv[2]).read_bytes())
+            printed = numpynn(argv, tmp_path)
+            number = r"\d{1,3}\.\d%"
+            assert re.fullmatch(rf"docs/img/seven\.jpg: \d  \({number}; then \d: {number}, \d: {number}\)", printed[0])
+            assert re.fullmatch(rf"docs/img/seven\.jpg: \d  \({number}; then \d: {number}, \d: {number}\)", lines[0])
+            assert printed[1:] == lines[1:] and (tmp_path / "seen" / "seven.input.png").is_file()
+        else:  # train: with the real MNIST found through $NUMPYNN_DATA, as in the README's runs
+            printed = numpynn(argv, tmp_path, NUMPYNN_DATA=str(mnist_dir))
+            assert printed[-len(lines):] == lines, command
