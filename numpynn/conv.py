@@ -28,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .checks import require
 from .layers import Layer
+from .shapes import SIDE
 
 
 def windows(X, k: int, s: int):
@@ -248,7 +249,7 @@ class Unflatten(Layer):
     for the convolutions, so a CNN takes the same (N, 784) input as every other model.
     Backward: dX = dY as rows again.   X: (N, C*H*W)   Y: (N, C, H, W)"""
 
-    def __init__(self, shape=(1, 28, 28)):
+    def __init__(self, shape=(1, SIDE, SIDE)):
         super().__init__()
         shape = tuple(shape)
         require(len(shape) == 3 and all(isinstance(n, int) and n >= 1 for n in shape), "shape", shape,

@@ -23,6 +23,7 @@ from .conv import CONV_LAYERS, Conv2D
 
 LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 from .losses import softmax
+from .shapes import D, K
 
 
 class Sequential:
@@ -159,7 +160,7 @@ class Sequential:
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
-def mlp(sizes=(784, 800, 10), activation: str = "relu", init: str = "he", dropout: float = 0.0,
+def mlp(sizes=(D, 800, K), activation: str = "relu", init: str = "he", dropout: float = 0.0,
         batchnorm: bool = False, rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
     """A multilayer perceptron with sizes = [D, H_1, ..., K]: for each hidden layer
     Dense -> BatchNorm (if batchnorm) -> activation -> Dropout (if dropout > 0), then a Dense giving K logits

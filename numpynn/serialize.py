@@ -50,6 +50,7 @@ import zlib
 import numpy as np
 
 from .atomic import write_atomically
+from . import shapes
 from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, member_problem, read_array
 
 FORMAT_VERSION = 1
@@ -58,7 +59,6 @@ MAX_HEADER_BYTES = 1 << 20  # the JSON header: about 250 000 characters, room fo
 MAX_RNG_CHARS = 1024  # a generator state in JSON (PCG64's is about 170 characters)
 MAX_MEMBERS = 10_000  # arrays in one file: a model of 1000 layers with its optimizer state has fewer
 MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (the cnn preset's largest: 51 200)
-INPUT, CLASSES = 784, 10  # what every dataset numpynn reads gives: 28 x 28 pixels, 10 classes
 _HEADER = "__header__"
 _MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
 _OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
@@ -252,7 +252,7 @@ def _check_digits(path, model) -> None:
     10 finite logits each from a last Dense layer: a wrong D_in, a pool larger than the image, 3 classes, no
     Dense layer, or weights so large that a bright image overflows fail here, not in a command. Each
     convolution's work is bounded first, since the header, not the file's size, decides it."""
-    X = np.zeros((2, INPUT), np.float32)  # (2, 784)
+    X = np.zeros((2, shapes.D), np.float32)  # (2, 784)
     X[1] = 1
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one line
@@ -263,13 +263,13 @@ def _check_digits(path, model) -> None:
     except ModelFileError:
         raise
     except (ValueError, TypeError, IndexError, MemoryError) as error:
-        raise ModelFileError(f"{path}: the network does not take {INPUT}-pixel images ({_one_line(error)})") from None
+        raise ModelFileError(f"{path}: the network does not take {shapes.D}-pixel images ({_one_line(error)})") from None
     if type(model.layers[-1]).__name__ != "Dense":
         raise ModelFileError(f"{path}: the network does not end in a Dense layer giving the class scores; "
                              "it is not a numpynn classifier")
-    if X.shape != (2, CLASSES):
+    if X.shape != (2, shapes.K):
         raise ModelFileError(f"{path}: the network tells {X.shape[-1]} classes apart; numpynn's datasets have "
-                             f"{CLASSES}")
+                             f"{shapes.K}")
     if not np.isfinite(X).all():
         raise ModelFileError(f"{path}: the network gives NaN or infinite scores for a black or a white image; its weights "
                              "overflow or the file is damaged: retrain, or use an earlier file")
