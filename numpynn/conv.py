@@ -131,7 +131,7 @@ class Conv2D(Layer):
             self.cols, self.X_shape = cols, X.shape  # kept for dW and for dX's shape
         return Z.reshape(self.C_out, H_out, W_out, N).transpose(3, 0, 1, 2)  # (N, C_out, H_out, W_out)  a view
 
-    def backward(self, dZ, need_dX=True):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
+    def backward(self, dZ):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
         W = self.params["W"]
         k, s, p = self.kernel, self.stride, self.padding
         N, C_in, H_in, W_in = self.X_shape
@@ -144,7 +144,7 @@ class Conv2D(Layer):
             "W": (self.cols @ dZ_mat.T).T.reshape(W.shape),  # (C_out, C_in, k, k)  summed over every window
             "b": dZ_mat.sum(axis=1),  # (C_out,)  each b[o] is added to all of map o
         }
-        if not need_dX:  # the first layer's dX is a gradient for the pixels, which training never uses
+        if not self.need_dX:  # the first layer's dX is a gradient for the pixels, which training never uses
             return None
         dcols = W_mat.T @ dZ_mat  # (C_in*k*k, H_out*W_out*N)  dL/d(each window entry)
         dwindows = dcols.reshape(C_in, k, k, H_out, W_out, N).transpose(5, 0, 3, 4, 1, 2)  # windows()'s layout

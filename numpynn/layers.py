@@ -8,6 +8,8 @@ The contract every layer keeps:
                                         statistics, no random draws.
     dX = layer.backward(dY)             dY = dL/dY; reads only dY and the cache; fills layer.grads (dL/dparam,
                                         same keys as layer.params, fresh arrays) and returns dX = dL/dX.
+    layer.need_dX                       True unless the caller has no use for dX: then a layer may skip it
+                                        and return None (Dense and Conv2D do; the others ignore it).
     layer.params, layer.buffers         trainable arrays, and the non-trainable ones (BatchNorm's running stats).
     layer.spec()                        a JSON-able description that rebuilds the layer (see model.Sequential).
 
@@ -26,6 +28,8 @@ from .checks import require
 class Layer:
     """What every layer has. Layers with weights fill params in __init__ and grads in backward; a layer that
     draws random numbers keeps its own generator in self.rng, whose state the model saves (see Dropout)."""
+
+    need_dX = True  # False: backward may skip dX and return None (Sequential.backward sets it on the first layer)
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}  # trainable, changed only by an optimizer
@@ -78,7 +82,7 @@ class Dense(Layer):
             self.X = X  # kept for dW
         return X @ W + b  # (N, D_out)
 
-    def backward(self, dZ, need_dX=True):  # dZ = dL/dZ, (N, D_out)
+    def backward(self, dZ):  # dZ = dL/dZ, (N, D_out)
         W = self.params["W"]
         self.grads = {
             "W": self.X.T @ dZ,  # (D_in, D_out)
@@ -86,7 +90,7 @@ class Dense(Layer):
         }
         # The first layer's dX is a gradient for the pixels: training never uses it, and for 784-800-10 it
         # would be a third of the step's arithmetic, so Sequential.backward lets that layer skip it.
-        return dZ @ W.T if need_dX else None  # (N, D_in)
+        return dZ @ W.T if self.need_dX else None  # (N, D_in)
 
     def spec(self):
         return {"type": "Dense", "D_in": self.D_in, "D_out": self.D_out, "init": self.init,

@@ -48,14 +48,15 @@ class Sequential:
 
     def backward(self, dY, need_dX=True):
         """Fills every layer's grads. Returns dL/dX, or None with need_dX=False: training has no use for
-        the input's gradient, so the first layer with weights (a Dense or a Conv2D; only reshapes may come
-        before it) skips its dX, for 784-800-10 a third of the step's arithmetic."""
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
-        for i, layer in reversed(list(enumerate(self.layers))):
-            if i == first and not need_dX and isinstance(layer, (Dense, Conv2D)):
-                return layer.backward(dY, need_dX=False)
+        the input's gradient, so the first layer with weights is told it need not compute its dX (layer.need_dX),
+        for 784-800-10 a third of the step's arithmetic, and the layers before it (reshapes) are not run."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
+        layers = self.layers if need_dX else self.layers[first:]
+        for i, layer in enumerate(layers):
+            layer.need_dX = need_dX or i > 0  # set on every call, so no earlier call's choice lingers
+        for layer in reversed(layers):
             dY = layer.backward(dY)
-        return dY  # dL/dX
+        return dY if need_dX else None  # dL/dX
 
     def params(self) -> list[np.ndarray]:
         """Every trainable array, layer by layer, in the order of param_names()."""

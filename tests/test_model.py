@@ -1,14 +1,15 @@
 """The model: a network worked by hand, the seed's training reproduced by the engine, saving and resuming
 bit for bit, rebuilding from a spec, and inference."""
+import inspect
 import json
 
 import numpy as np
 import pytest
 
 from numpynn import seed as S
-from numpynn.layers import BatchNorm, Dense, Dropout, ReLU
+from numpynn.layers import BatchNorm, Dense, Dropout, Layer, ReLU
 from numpynn.losses import softmax_cross_entropy
-from numpynn.model import Sequential, mlp
+from numpynn.model import LAYERS, Sequential, mlp
 from numpynn.optim import SGD, Adam
 
 
@@ -260,3 +261,39 @@ def test_activations_are_each_layers_inference_output():
     assert [a.shape for a in outputs] == [(7, 5), (7, 5), (7, 4), (7, 4), (7, 3)]
     assert np.array_equal(outputs[-1], model.forward(X, train=False))
     assert np.array_equal(outputs[1], np.maximum(outputs[0], 0))
+
+
+class Scale(Layer):
+    """Y = X * s, a layer with weights that is neither Dense nor Conv2D: the need_dX contract is all it knows."""
+
+    def __init__(self, D):
+        super().__init__()
+        self.params = {"s": np.full(D, 2.0)}
+
+    def forward(self, X, train=True):
+        if train:
+            self.X = X
+        return X * self.params["s"]
+
+    def backward(self, dY):
+        self.grads = {"s": (dY * self.X).sum(axis=0)}
+        return dY * self.params["s"] if self.need_dX else None
+
+
+def test_every_layer_needs_its_dX_unless_told_otherwise():
+    assert all(cls.need_dX is True for cls in LAYERS.values())
+    assert "isinstance" not in inspect.getsource(Sequential.backward)  # the contract, not a list of layer types
+
+
+def test_backward_without_dX_asks_the_first_layer_with_weights_through_need_dX():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 3))
+    model = Sequential([ReLU(), Scale(3), Dense(3, 2, rng=rng, dtype=np.float64)])
+    model.forward(X)
+    dZ = rng.standard_normal((4, 2))
+    assert model.backward(dZ, need_dX=False) is None
+    assert [layer.need_dX for layer in model.layers[1:]] == [False, True]
+    lean = [g.copy() for g in model.grads()]
+    dX = model.backward(dZ)  # a later full backward is not affected by the earlier choice
+    assert dX.shape == X.shape and all(layer.need_dX for layer in model.layers)
+    assert all(np.array_equal(g, h) for g, h in zip(lean, model.grads()))
