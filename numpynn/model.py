@@ -13,17 +13,15 @@ that with state_dict and spec), and the training loop (train.py).
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from .checks import require
+from .conv import CONV_LAYERS
 from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from .conv import CONV_LAYERS, Conv2D
-
-LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 from .losses import softmax
 from .shapes import D, K
+
+LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 
 
 class Sequential:
@@ -75,40 +73,47 @@ class Sequential:
     def n_params(self) -> int:
         return sum(theta.size for theta in self.params())
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict:
         """Copies of every param and buffer, named like param_names(), and each Dropout generator's state as
-        '<i>.rng': its JSON text in a 0-d string array, so np.savez / np.load(allow_pickle=False) keep it."""
+        '<i>.rng': the dict of plain ints and strings that rng.bit_generator.state gives. All plain data: a
+        model file stores the generator states as JSON text (serialize.py), this module knows no format."""
         state = {}
         for i, layer in enumerate(self.layers):
             for name, value in {**layer.params, **layer.buffers}.items():
                 state[f"{i}.{name}"] = value.copy()
             if hasattr(layer, "rng"):
-                state[f"{i}.rng"] = np.array(json.dumps(layer.rng.bit_generator.state))
+                state[f"{i}.rng"] = layer.rng.bit_generator.state  # a fresh dict on every call
         return state
 
     def load_state_dict(self, state) -> None:
-        """Load a state_dict (or an np.load of one) after checking every name and shape; refuses a mismatch
-        before changing anything. Arrays are copied into the existing ones, so an optimizer holding them
-        keeps working, and are cast to the model's dtype."""
-        state = {name: np.asarray(state[name]) for name in state}
+        """Load a state_dict (or what serialize.load read of one) after checking every name and shape and each
+        generator state; refuses a mismatch before changing anything. Arrays are copied into the existing
+        ones, so an optimizer holding them keeps working, and are cast to the model's dtype."""
         own = self.state_shapes()
         missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or extra:
             raise ValueError(f"state does not fit this model: missing entries {missing}, unexpected entries {extra}")
         for name, shape in own.items():
-            if state[name].shape != shape:
-                raise ValueError(f"state entry {name!r} has shape {state[name].shape}; this model needs {shape}")
-        rng_states = {}
-        for name in (name for name in own if name.endswith(".rng")):
-            try:
-                rng_states[name] = json.loads(str(state[name]))
-            except ValueError as error:
-                raise ValueError(f"state entry {name!r} is not a generator state in JSON: {error}") from None
+            if name.endswith(".rng"):
+                self._check_generator_state(name, state[name])
+            elif np.shape(state[name]) != shape:
+                raise ValueError(f"state entry {name!r} has shape {np.shape(state[name])}; this model needs {shape}")
         for i, layer in enumerate(self.layers):
             for name, value in {**layer.params, **layer.buffers}.items():
                 value[...] = state[f"{i}.{name}"]
             if hasattr(layer, "rng"):
-                layer.rng.bit_generator.state = rng_states[f"{i}.rng"]
+                layer.rng.bit_generator.state = state[f"{i}.rng"]
+
+    def _check_generator_state(self, name: str, value) -> None:
+        """A ValueError unless `value` is a state that layer name's generator takes (tried on a fresh one)."""
+        layer = self.layers[int(name.split(".")[0])]
+        try:
+            if not isinstance(value, dict):
+                raise TypeError(f"a {type(value).__name__}")
+            type(layer.rng.bit_generator)().state = value
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(f"state entry {name!r} is not a generator state, the dict "
+                             f"rng.bit_generator.state gives ({error})") from None
 
     def state_shapes(self) -> dict[str, tuple]:
         """The names of state_dict() with their shapes, without copying anything."""

@@ -3,7 +3,8 @@
 A model file holds
 - `__header__`: a 0-d unicode array with JSON: the format version, the architecture (`Sequential.spec()`),
   the preprocessing, the training config, the dataset, the metrics and the numpynn version;
-- `model/<name>`: every array of `Sequential.state_dict()` (weights, BatchNorm statistics, dropout RNG);
+- `model/<name>`: every entry of `Sequential.state_dict()` (weights, BatchNorm statistics), each Dropout
+  generator's state as JSON text in a 0-d string array (`encode_state`; `load` decodes it);
 - for a checkpoint, also `optimizer/<name>` arrays (the step count, the optimizer's moments) and, with early
   stopping, `best/<name>` (the best epoch's model); the trainer's state (epoch, shuffling RNG, history) is in
   the header. With them training can continue exactly where it stopped.
@@ -76,11 +77,35 @@ def save(path, arrays: dict[str, np.ndarray], header: dict) -> pathlib.Path:
     if not path.parent.is_dir():
         raise ModelFileError(f"{path.parent}: no such folder; create it first or choose another path")
     payload = {_HEADER: np.array(json.dumps({"format_version": FORMAT_VERSION, **header}))}
-    for name, array in arrays.items():
-        if np.asarray(array).dtype == object:  # would need pickle to load: refuse to write it at all
+    for name, array in encode_state(arrays).items():
+        if array.dtype == object:  # would need pickle to load: refuse to write it at all
             raise ModelFileError(f"{name}: object arrays cannot go in a model file")
-        payload[name] = np.asarray(array)
+        payload[name] = array
     return write_atomically(path, lambda f: np.savez(f, **payload))
+
+
+def encode_state(state: dict) -> dict[str, np.ndarray]:
+    """A state_dict as arrays an .npz holds without pickle: a generator's state (a dict, see
+    Sequential.state_dict) becomes its JSON text in a 0-d string array; everything else is an array already."""
+    return {name: np.array(json.dumps(value)) if isinstance(value, dict) else np.asarray(value)
+            for name, value in state.items()}
+
+
+def decode_state(arrays) -> dict:
+    """The inverse of encode_state: each 0-d string array (a generator's state in JSON) back to its dict.
+    A ValueError naming the entry if one is not JSON text of an object."""
+    state = {}
+    for name in arrays:
+        value = arrays[name]
+        if value.dtype.kind == "U":
+            try:
+                value = json.loads(str(value))
+            except (ValueError, RecursionError):
+                raise ValueError(f"the entry {name!r} is not a generator state in JSON") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"the entry {name!r} is not a generator state (a JSON object)")
+        state[name] = value
+    return state
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -98,6 +123,7 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             expected = _expected_arrays(path, header)
             _check_members(path, members, expected)
             arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
+        arrays = decode_state(arrays)  # the generator states, JSON text in the file, as the dicts of state_dict
     except ModelFileError:
         raise
     except PermissionError:

@@ -11,6 +11,7 @@ from numpynn.layers import BatchNorm, Dense, Dropout, Layer, ReLU
 from numpynn.losses import softmax_cross_entropy
 from numpynn.model import LAYERS, Sequential, mlp
 from numpynn.optim import SGD, Adam
+from numpynn.serialize import decode_state, encode_state
 
 
 def digits(n, seed=0):
@@ -150,12 +151,13 @@ def test_state_dict_round_trips_through_npz_without_pickle(tmp_path):
     model, X = a_model_that_has_been_used()
     state = model.state_dict()
     assert {"1.running_mean", "1.running_var", "3.rng", "7.rng"} <= state.keys()
-    np.savez(tmp_path / "model.npz", **state)
+    assert isinstance(state["3.rng"], dict)  # plain data: the file format (serialize.py) makes it JSON text
+    np.savez(tmp_path / "model.npz", **encode_state(state))
     continued = model.forward(X)  # training mode: draws the next dropout masks
 
     rebuilt = Sequential.from_spec(json.loads(json.dumps(model.spec())), rng=np.random.default_rng(99))
     with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
-        rebuilt.load_state_dict(saved)
+        rebuilt.load_state_dict(decode_state(saved))
     np.testing.assert_array_equal(rebuilt.forward(X), continued)  # the same weights, stats and masks
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(rebuilt.state_dict()[name], value)
@@ -173,13 +175,13 @@ def test_a_resumed_training_run_is_bit_identical(tmp_path):
 
     model, opt = mlp([784, 16, 10], dropout=0.3, batchnorm=True), Adam(lr=1e-3)
     train(model, opt, 3)
-    np.savez(tmp_path / "model.npz", **model.state_dict())
+    np.savez(tmp_path / "model.npz", **encode_state(model.state_dict()))
     np.savez(tmp_path / "opt.npz", **opt.state_dict())
     train(model, opt, 3)
 
     resumed, resumed_opt = Sequential.from_spec(model.spec(), rng=np.random.default_rng(7)), Adam(lr=1e-3)
     with np.load(tmp_path / "model.npz") as model_state, np.load(tmp_path / "opt.npz") as opt_state:
-        resumed.load_state_dict(model_state)
+        resumed.load_state_dict(decode_state(model_state))
         resumed_opt.load_state_dict(opt_state)
     train(resumed, resumed_opt, 3)
     for name, value in model.state_dict().items():
@@ -193,7 +195,8 @@ def test_a_resumed_training_run_is_bit_identical(tmp_path):
         (lambda state: state.pop("1.running_var"), r"missing entries \['1\.running_var'\]"),
         (lambda state: state.pop("3.rng"), r"missing entries \['3\.rng'\]"),
         (lambda state: state.update({"9.W": np.zeros(3)}), r"unexpected entries \['9\.W'\]"),
-        (lambda state: state.update({"3.rng": np.array("not json")}), r"'3\.rng'"),
+        (lambda state: state.update({"3.rng": np.array("not json")}), r"'3\.rng' is not a generator state"),
+        (lambda state: state.update({"3.rng": {"bit_generator": "PCG64", "state": 7}}), r"'3\.rng'"),
     ],
 )
 def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(change, match):
@@ -297,3 +300,8 @@ def test_backward_without_dX_asks_the_first_layer_with_weights_through_need_dX()
     dX = model.backward(dZ)  # a later full backward is not affected by the earlier choice
     assert dX.shape == X.shape and all(layer.need_dX for layer in model.layers)
     assert all(np.array_equal(g, h) for g, h in zip(lean, model.grads()))
+
+
+def test_the_model_module_knows_no_file_format():
+    import numpynn.model
+    assert "json" not in vars(numpynn.model)
