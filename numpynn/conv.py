@@ -27,7 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .checks import require
-from .layers import Layer
+from .layers import Layer, init_weights
 from .shapes import SIDE
 
 
@@ -97,15 +97,9 @@ class Conv2D(Layer):
             require(W.shape == shape, "W", W.shape, f"give W of shape {shape}")
             self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(C_out, self.dtype)}
             return
-        rng = rng if rng is not None else np.random.default_rng(0)
-        fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel
-        if init == "he":
-            W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
-        else:
-            a = np.sqrt(6 / (fan_in + fan_out))
-            W = rng.uniform(-a, a, shape)
+        fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel  # one output's window, one input's reach
         self.params = {
-            "W": W.astype(self.dtype),  # (C_out, C_in, k, k)
+            "W": init_weights(shape, fan_in, fan_out, init, rng, self.dtype),  # (C_out, C_in, k, k)
             "b": np.zeros(C_out, self.dtype),  # (C_out,)
         }
 

@@ -43,6 +43,24 @@ class Layer:
 INITS = ("he", "glorot", "seed")
 
 
+def init_weights(shape, fan_in: int, fan_out: int, init: str, rng: np.random.Generator | None, dtype) -> np.ndarray:
+    """Initial weights of `shape`, drawn by rng in float64 and then cast to dtype (as the seed does):
+        "he"      W ~ N(0, 2 / fan_in)                                    for ReLU
+        "glorot"  W ~ Uniform(-a, a),  a = sqrt(6 / (fan_in + fan_out))   for tanh and sigmoid
+        "seed"    W ~ N(0, 1) * 0.01                                      numpynn.seed's
+    fan_in: how many inputs one output sums over; fan_out: how many outputs one input feeds.
+    `init` is one of INITS; each layer checks which it offers."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if init == "he":
+        W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
+    elif init == "glorot":
+        a = np.sqrt(6 / (fan_in + fan_out))
+        W = rng.uniform(-a, a, shape)
+    else:
+        W = rng.standard_normal(shape) * 0.01
+    return W.astype(dtype)
+
+
 class Dense(Layer):
     """Affine map  Z = X @ W + b.
     Backward:  dW = X.T @ dZ,  db = sum over the batch of dZ,  dX = dZ @ W.T
@@ -60,19 +78,11 @@ class Dense(Layer):
             require(W.shape == (D_in, D_out), "W", W.shape, f"give W of shape {(D_in, D_out)}")
             self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(D_out, self.dtype)}
             return
-        rng = rng if rng is not None else np.random.default_rng(0)
         # Drawn as (D_out, D_in) and transposed: the seed's orientation, so init="seed" with the same rng gives
-        # exactly numpynn.seed.init_params's numbers. Scaled in float64, then cast, as the seed does.
-        shape = (D_out, D_in)
-        if init == "he":
-            W = rng.standard_normal(shape) * np.sqrt(2 / D_in)
-        elif init == "glorot":
-            a = np.sqrt(6 / (D_in + D_out))
-            W = rng.uniform(-a, a, shape)
-        else:
-            W = rng.standard_normal(shape) * 0.01
+        # exactly numpynn.seed.init_params's numbers.
+        W = init_weights((D_out, D_in), D_in, D_out, init, rng, self.dtype)  # (D_out, D_in)
         self.params = {
-            "W": np.ascontiguousarray(W.astype(self.dtype).T),  # (D_in, D_out)
+            "W": np.ascontiguousarray(W.T),  # (D_in, D_out)
             "b": np.zeros(D_out, self.dtype),  # (D_out,)
         }
 

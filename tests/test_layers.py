@@ -9,6 +9,7 @@ import pytest
 import numpynn.gradcheck
 from numpynn import seed as S
 from numpynn.gradcheck import check_layer
+from numpynn.conv import Conv2D
 from numpynn.layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 
 SEEDS = [0, 1, 2]
@@ -256,3 +257,26 @@ def test_every_layer_is_registered_and_its_spec_rebuilds_it():
 def test_bad_hyperparameters_raise_a_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_dense_and_conv2d_draw_exactly_the_weights_of_the_written_out_formulas(seed):
+    """One init_weights serves both layers; for the same seed it gives the numbers the formulas give, drawn in
+    float64 in the layer's own orientation ((D_out, D_in) for Dense, transposed after) and then cast."""
+    D_in, D_out, C_in, C_out, k = 12, 5, 3, 4, 3
+    expected = {
+        "he": lambda rng, shape, fan_in, fan_out: rng.standard_normal(shape) * np.sqrt(2 / fan_in),
+        "glorot": lambda rng, shape, fan_in, fan_out: rng.uniform(-np.sqrt(6 / (fan_in + fan_out)),
+                                                                  np.sqrt(6 / (fan_in + fan_out)), shape),
+        "seed": lambda rng, shape, fan_in, fan_out: rng.standard_normal(shape) * 0.01,
+    }
+    for init, formula in expected.items():
+        dense = Dense(D_in, D_out, init, np.random.default_rng(seed))
+        W = formula(np.random.default_rng(seed), (D_out, D_in), D_in, D_out).astype(np.float32).T
+        np.testing.assert_array_equal(dense.params["W"], W)
+        assert dense.params["W"].flags.c_contiguous
+        if init == "seed":
+            continue  # Conv2D offers he and glorot
+        conv = Conv2D(C_in, C_out, k, init=init, rng=np.random.default_rng(seed))
+        W = formula(np.random.default_rng(seed), (C_out, C_in, k, k), C_in * k * k, C_out * k * k)
+        np.testing.assert_array_equal(conv.params["W"], W.astype(np.float32))
