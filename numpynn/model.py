@@ -151,12 +151,29 @@ class Sequential:
             model.load_state_dict(state)  # checks every name and shape, and fills in the rest
         return model
 
-    def predict_proba(self, X, batch_size: int = 256):
-        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded (a CNN's columns grow with
-        the batch: about 50 MB for 256 images in the cnn preset).  (N, K)"""
+    def outputs_in_batches(self, X, indices, batch_size: int = 256) -> dict[int, np.ndarray]:
+        """{i: layer i's output on all of X} for the layer indices asked for (-1: the last layer, the logits), in
+        inference mode and batch by batch, so memory stays bounded (a CNN's columns grow with the batch: about
+        50 MB for 256 images in the cnn preset). Only those layers' outputs are kept, and no layer after the
+        last of them runs.  (N, ...) each"""
         require(batch_size >= 1, "batch_size", batch_size, "use 1 or more")
-        starts = range(0, max(len(X), 1), batch_size)  # an empty X still runs one (empty) batch, giving (0, K)
-        return np.concatenate([softmax(self.forward(X[s : s + batch_size], train=False)) for s in starts])
+        parts = {i % len(self.layers): [] for i in indices}
+        last = max(parts, default=-1)
+        for start in range(0, max(len(X), 1), batch_size):  # an empty X still runs one (empty) batch: (0, ...)
+            A = X[start : start + batch_size]
+            for i, layer in enumerate(self.layers[: last + 1]):
+                A = layer.forward(A, train=False)
+                if i in parts:
+                    parts[i].append(A)
+        return {i: np.concatenate(outputs) for i, outputs in parts.items()}
+
+    def forward_in_batches(self, X, batch_size: int = 256):
+        """Z = forward(X, train=False), batch by batch (see outputs_in_batches).  (N, K)"""
+        return self.outputs_in_batches(X, [-1], batch_size)[len(self.layers) - 1]
+
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
+        return softmax(self.forward_in_batches(X, batch_size))
 
     def predict(self, X, batch_size: int = 256):
         """The most probable class of each image.  (N,)"""

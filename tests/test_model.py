@@ -8,7 +8,7 @@ import pytest
 
 from numpynn import seed as S
 from numpynn.layers import BatchNorm, Dense, Dropout, Layer, ReLU
-from numpynn.losses import softmax_cross_entropy
+from numpynn.losses import softmax, softmax_cross_entropy
 from numpynn.model import LAYERS, Sequential, mlp
 from numpynn.optim import SGD, Adam
 from numpynn.serialize import decode_state, encode_state
@@ -305,3 +305,25 @@ def test_backward_without_dX_asks_the_first_layer_with_weights_through_need_dX()
 def test_the_model_module_knows_no_file_format():
     import numpynn.model
     assert "json" not in vars(numpynn.model)
+
+
+class Refuses(Layer):
+    def forward(self, X, train=True):
+        raise AssertionError("a layer after the last one asked for ran")
+
+
+def test_batched_inference_is_written_once_and_runs_only_what_is_asked():
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(6, 5, rng=rng), ReLU(), Dense(5, 3, rng=rng)])
+    X = rng.standard_normal((23, 6)).astype(np.float32)
+    Z = model.forward_in_batches(X, batch_size=4)  # batches of 4, ..., 4, 3
+    np.testing.assert_allclose(Z, model.forward(X, train=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.predict_proba(X, batch_size=4), softmax(Z))
+    outputs = model.outputs_in_batches(X, [1, -1], batch_size=5)
+    assert sorted(outputs) == [1, 2] and outputs[1].shape == (23, 5)
+    np.testing.assert_allclose(outputs[2], Z, rtol=1e-5, atol=1e-6)
+    early = Sequential(model.layers[:2] + [Refuses()])
+    np.testing.assert_array_equal(early.outputs_in_batches(X, [1], batch_size=5)[1], outputs[1])
+    assert model.forward_in_batches(X[:0]).shape == (0, 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.forward_in_batches(X, batch_size=0)
