@@ -200,9 +200,9 @@ def test_batchnorm_train_mode_normalizes_with_batch_statistics_and_updates_runni
     Y = layer.forward(X)
     np.testing.assert_allclose(Y.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(Y.var(axis=0), X.var(axis=0) / (X.var(axis=0) + 1e-5), rtol=1e-12)
-    # running = 0.9 * running + 0.1 * batch, from mean 0 and variance 1
+    # running = 0.9 * running + 0.1 * batch, from mean 0 and variance 1; the variance unbiased, as in PyTorch
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * X.mean(axis=0))
-    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * X.var(axis=0))
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * np.var(X, axis=0, ddof=1))
     layer.forward(X)
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.19 * X.mean(axis=0))
 
@@ -280,3 +280,16 @@ def test_dense_and_conv2d_draw_exactly_the_weights_of_the_written_out_formulas(s
         conv = Conv2D(C_in, C_out, k, init=init, rng=np.random.default_rng(seed))
         W = formula(np.random.default_rng(seed), (C_out, C_in, k, k), C_in * k * k, C_out * k * k)
         np.testing.assert_array_equal(conv.params["W"], W.astype(np.float32))
+
+
+def test_batchnorm_running_variance_is_pytorchs_unbiased_one_at_a_small_batch():
+    """At N = 4 the two conventions differ by a third: the running variance takes ddof=1, in float32 too, and a
+    batch of one image (variance 0) leaves no NaN."""
+    X = np.array([[1.0, 0.0], [2.0, 0.0], [4.0, 1.0], [7.0, 3.0]], np.float32)  # (4, 2)
+    layer = BatchNorm(2, momentum=0.25)
+    layer.forward(X)
+    assert layer.buffers["running_var"].dtype == np.float32
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.75 * 1 + 0.25 * np.var(X, axis=0, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(np.var(X, axis=0, ddof=1), [7.0, 2.0])  # worked by hand: the sums of squares 21, 6
+    layer.forward(X[:1])
+    assert np.isfinite(layer.buffers["running_var"]).all()
