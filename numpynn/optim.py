@@ -19,6 +19,10 @@ import numpy as np
 
 from .checks import require
 
+# Adam's and AdamW's defaults, Kingma & Ba's (and PyTorch's): the training config reads them from here.
+ADAM_BETAS = (0.9, 0.999)  # decay of the running means of the gradient and of its square
+ADAM_EPS = 1e-8  # added to the root of the second moment, so no step divides by 0
+
 
 class Optimizer:
     """What SGD and Adam share: hyperparameter checks, the step count t, per-parameter buffers and their state."""
@@ -100,7 +104,7 @@ class Adam(Optimizer):
     buffers = ("m", "v")
     decoupled = False  # AdamW: apply the decay to theta directly instead of through g
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS,
                  weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         require(len(betas) == 2 and all(0 <= beta < 1 for beta in betas), "betas", betas,
@@ -131,7 +135,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS,
                  weight_decay: float = 1e-2):
         super().__init__(lr, betas, eps, weight_decay)
 

@@ -212,3 +212,16 @@ def test_bad_hyperparameters_raise_a_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name) as info:
         make()
     assert "\n" not in str(info.value)  # one line
+
+
+def test_adams_defaults_are_written_once_and_both_optimizers_use_them():
+    import inspect
+
+    from numpynn import optim
+
+    assert optim.ADAM_BETAS == (0.9, 0.999) and optim.ADAM_EPS == 1e-8
+    for cls in (Adam, AdamW):
+        parameters = inspect.signature(cls).parameters
+        assert parameters["betas"].default is optim.ADAM_BETAS and parameters["eps"].default is optim.ADAM_EPS
+        opt = cls()
+        assert opt.betas == optim.ADAM_BETAS and opt.eps == optim.ADAM_EPS
