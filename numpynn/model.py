@@ -200,6 +200,6 @@ def mlp(sizes=(D, 800, K), activation: str = "relu", init: str = "he", dropout: 
         if batchnorm:
             layers.append(BatchNorm(D_out, dtype=dtype))
         layers.append(ACTIVATIONS[activation]())
-        if dropout > 0:
+        if dropout != 0:  # any other value, even one out of range, goes to Dropout, which checks it
             layers.append(Dropout(dropout, seed=int(rng.integers(2**31))))  # each Dropout its own stream
     return Sequential(layers)

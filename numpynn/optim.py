@@ -31,7 +31,8 @@ class Optimizer:
 
     def __init__(self, lr: float, weight_decay: float):
         require(np.isfinite(lr) and lr > 0, "lr", lr, "use a finite number above 0, e.g. 0.1 for SGD, 1e-3 for Adam")
-        require(weight_decay >= 0, "weight_decay", weight_decay, "use 0 (off) or a small positive number, e.g. 5e-4")
+        require(np.isfinite(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
+                "use 0 (off) or a small positive number, e.g. 5e-4")
         self.lr, self.weight_decay = lr, weight_decay
         self.t = 0  # steps taken so far
         self.state: dict[str, list[np.ndarray]] = {name: [] for name in self.buffers}
@@ -109,7 +110,7 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay)
         require(len(betas) == 2 and all(0 <= beta < 1 for beta in betas), "betas", betas,
                 "use two numbers in [0, 1), e.g. (0.9, 0.999)")
-        require(eps > 0, "eps", eps, "use a small positive number, e.g. 1e-8")
+        require(np.isfinite(eps) and eps > 0, "eps", eps, "use a small positive number, e.g. 1e-8")
         self.betas, self.eps = tuple(betas), eps
 
     def update(self, theta, g, lr, m, v):

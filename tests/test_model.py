@@ -249,6 +249,7 @@ def test_sequential_takes_any_list_of_layers():
         (lambda: mlp([784, 10], activation="gelu"), "activation"),
         (lambda: mlp([784, 10], init="zeros"), "init"),
         (lambda: mlp([784, 10, 10], dropout=1.0), "p"),
+        (lambda: mlp([784, 10, 10], dropout=-0.1), "p"),  # refused by Dropout, the one place that checks p
         (lambda: mlp([4, 2]).predict_proba(np.zeros((3, 4)), batch_size=0), "batch_size"),
     ],
 )
