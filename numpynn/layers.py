@@ -99,7 +99,7 @@ class Dense(Layer):
             "b": dZ.sum(axis=0),  # (D_out,)  b is added to every row, so its gradient sums over them
         }
         # The first layer's dX is a gradient for the pixels: training never uses it, and for 784-800-10 it
-        # would be a third of the step's arithmetic, so Sequential.backward lets that layer skip it.
+        # would be a third of the step's arithmetic, so Sequential.backward sets that layer's need_dX to False.
         return dZ @ W.T if self.need_dX else None  # (N, D_in)
 
     def spec(self):

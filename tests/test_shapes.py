@@ -3,7 +3,7 @@ import ast
 import inspect
 import pathlib
 
-from numpynn import conv, model, seed, seed_fast, serialize, shapes
+from numpynn import conv, losses, model, seed, seed_fast, serialize, shapes
 from numpynn.web import inside
 
 PACKAGE = pathlib.Path(shapes.__file__).parent
@@ -20,6 +20,7 @@ def test_the_modules_read_them_from_shapes():
     assert seed_fast.SIDE == shapes.SIDE
     assert serialize.shapes is shapes
     assert inspect.signature(model.mlp).parameters["sizes"].default == (shapes.D, 800, shapes.K)
+    assert inspect.signature(losses.softmax_cross_entropy).parameters["K"].default == shapes.K
     assert inspect.signature(conv.Unflatten).parameters["shape"].default == (1, shapes.SIDE, shapes.SIDE)
 
 
