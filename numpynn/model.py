@@ -1,6 +1,7 @@
-"""A model: a list of layers run in order forward and in reverse backward, plus what a trainer and a model file
-need from it: the parameters and gradients as matching lists, a state to save and load, and a description
-(spec) to rebuild it from.
+"""A model: a chain of layers, run in order forward and in reverse backward.
+
+Around that, what a trainer and a model file need from it: the parameters and gradients as matching lists,
+inference batch by batch, a state to save and load (plain data), and a description (spec) to rebuild it from.
 
     model = mlp([784, 800, 10], rng=np.random.default_rng(0))
     Z = model.forward(X)                          # (N, K) logits

@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules and gradient clipping: the only code that changes weights.
+"""Changing the weights, the only code that does: optimizers, learning-rate schedules and gradient clipping.
 
     opt = Adam(lr=1e-3)
     opt.step(model.params(), model.grads(), lr=schedule(t))   # updates the arrays in place
