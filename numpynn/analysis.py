@@ -130,15 +130,8 @@ def activation_layers(model) -> list[int]:
 
 def layer_outputs(model, X, indices, batch_size: int = 250) -> dict[int, np.ndarray]:
     """{i: layer i's outputs on X} for the given layer indices (-1: the last layer, the logits), in inference
-    mode and batch by batch, so only the layers asked for are kept, never every layer's output at once."""
-    n_layers = len(model.layers)
-    indices = [i % n_layers for i in indices]
-    parts = {i: [] for i in indices}
-    for start in range(0, len(X), batch_size):
-        outputs = model.activations(X[start : start + batch_size])
-        for i in parts:
-            parts[i].append(outputs[i])
-    return {i: np.concatenate(parts[i]) for i in parts}
+    mode and batch by batch (Sequential.outputs_in_batches), so only the layers asked for are kept."""
+    return model.outputs_in_batches(X, indices, batch_size)
 
 
 def first_layer_filters(model, n: int) -> tuple[np.ndarray, str]:

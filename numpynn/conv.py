@@ -27,7 +27,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .checks import require
-from .layers import Layer
+from .layers import Layer, init_weights
+from .shapes import SIDE
 
 
 def windows(X, k: int, s: int):
@@ -96,15 +97,9 @@ class Conv2D(Layer):
             require(W.shape == shape, "W", W.shape, f"give W of shape {shape}")
             self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(C_out, self.dtype)}
             return
-        rng = rng if rng is not None else np.random.default_rng(0)
-        fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel
-        if init == "he":
-            W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
-        else:
-            a = np.sqrt(6 / (fan_in + fan_out))
-            W = rng.uniform(-a, a, shape)
+        fan_in, fan_out = C_in * kernel * kernel, C_out * kernel * kernel  # one output's window, one input's reach
         self.params = {
-            "W": W.astype(self.dtype),  # (C_out, C_in, k, k)
+            "W": init_weights(shape, fan_in, fan_out, init, rng, self.dtype),  # (C_out, C_in, k, k)
             "b": np.zeros(C_out, self.dtype),  # (C_out,)
         }
 
@@ -130,7 +125,7 @@ class Conv2D(Layer):
             self.cols, self.X_shape = cols, X.shape  # kept for dW and for dX's shape
         return Z.reshape(self.C_out, H_out, W_out, N).transpose(3, 0, 1, 2)  # (N, C_out, H_out, W_out)  a view
 
-    def backward(self, dZ, need_dX=True):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
+    def backward(self, dZ):  # dZ = dL/dZ, (N, C_out, H_out, W_out)
         W = self.params["W"]
         k, s, p = self.kernel, self.stride, self.padding
         N, C_in, H_in, W_in = self.X_shape
@@ -143,7 +138,7 @@ class Conv2D(Layer):
             "W": (self.cols @ dZ_mat.T).T.reshape(W.shape),  # (C_out, C_in, k, k)  summed over every window
             "b": dZ_mat.sum(axis=1),  # (C_out,)  each b[o] is added to all of map o
         }
-        if not need_dX:  # the first layer's dX is a gradient for the pixels, which training never uses
+        if not self.need_dX:  # the first layer's dX is a gradient for the pixels, which training never uses
             return None
         dcols = W_mat.T @ dZ_mat  # (C_in*k*k, H_out*W_out*N)  dL/d(each window entry)
         dwindows = dcols.reshape(C_in, k, k, H_out, W_out, N).transpose(5, 0, 3, 4, 1, 2)  # windows()'s layout
@@ -248,7 +243,7 @@ class Unflatten(Layer):
     for the convolutions, so a CNN takes the same (N, 784) input as every other model.
     Backward: dX = dY as rows again.   X: (N, C*H*W)   Y: (N, C, H, W)"""
 
-    def __init__(self, shape=(1, 28, 28)):
+    def __init__(self, shape=(1, SIDE, SIDE)):
         super().__init__()
         shape = tuple(shape)
         require(len(shape) == 3 and all(isinstance(n, int) and n >= 1 for n in shape), "shape", shape,

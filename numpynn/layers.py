@@ -8,6 +8,8 @@ The contract every layer keeps:
                                         statistics, no random draws.
     dX = layer.backward(dY)             dY = dL/dY; reads only dY and the cache; fills layer.grads (dL/dparam,
                                         same keys as layer.params, fresh arrays) and returns dX = dL/dX.
+    layer.need_dX                       True unless the caller has no use for dX: then a layer may skip it
+                                        and return None (Dense and Conv2D do; the others ignore it).
     layer.params, layer.buffers         trainable arrays, and the non-trainable ones (BatchNorm's running stats).
     layer.spec()                        a JSON-able description that rebuilds the layer (see model.Sequential).
 
@@ -27,6 +29,8 @@ class Layer:
     """What every layer has. Layers with weights fill params in __init__ and grads in backward; a layer that
     draws random numbers keeps its own generator in self.rng, whose state the model saves (see Dropout)."""
 
+    need_dX = True  # False: backward may skip dX and return None (Sequential.backward sets it on the first layer)
+
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}  # trainable, changed only by an optimizer
         self.grads: dict[str, np.ndarray] = {}  # dL/dparam from the last backward, same keys as params
@@ -37,6 +41,24 @@ class Layer:
 
 
 INITS = ("he", "glorot", "seed")
+
+
+def init_weights(shape, fan_in: int, fan_out: int, init: str, rng: np.random.Generator | None, dtype) -> np.ndarray:
+    """Initial weights of `shape`, drawn by rng in float64 and then cast to dtype (as the seed does):
+        "he"      W ~ N(0, 2 / fan_in)                                    for ReLU
+        "glorot"  W ~ Uniform(-a, a),  a = sqrt(6 / (fan_in + fan_out))   for tanh and sigmoid
+        "seed"    W ~ N(0, 1) * 0.01                                      numpynn.seed's
+    fan_in: how many inputs one output sums over; fan_out: how many outputs one input feeds.
+    `init` is one of INITS; each layer checks which it offers."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if init == "he":
+        W = rng.standard_normal(shape) * np.sqrt(2 / fan_in)
+    elif init == "glorot":
+        a = np.sqrt(6 / (fan_in + fan_out))
+        W = rng.uniform(-a, a, shape)
+    else:
+        W = rng.standard_normal(shape) * 0.01
+    return W.astype(dtype)
 
 
 class Dense(Layer):
@@ -56,19 +78,11 @@ class Dense(Layer):
             require(W.shape == (D_in, D_out), "W", W.shape, f"give W of shape {(D_in, D_out)}")
             self.params = {"W": np.ascontiguousarray(W, self.dtype), "b": np.zeros(D_out, self.dtype)}
             return
-        rng = rng if rng is not None else np.random.default_rng(0)
         # Drawn as (D_out, D_in) and transposed: the seed's orientation, so init="seed" with the same rng gives
-        # exactly numpynn.seed.init_params's numbers. Scaled in float64, then cast, as the seed does.
-        shape = (D_out, D_in)
-        if init == "he":
-            W = rng.standard_normal(shape) * np.sqrt(2 / D_in)
-        elif init == "glorot":
-            a = np.sqrt(6 / (D_in + D_out))
-            W = rng.uniform(-a, a, shape)
-        else:
-            W = rng.standard_normal(shape) * 0.01
+        # exactly numpynn.seed.init_params's numbers.
+        W = init_weights((D_out, D_in), D_in, D_out, init, rng, self.dtype)  # (D_out, D_in)
         self.params = {
-            "W": np.ascontiguousarray(W.astype(self.dtype).T),  # (D_in, D_out)
+            "W": np.ascontiguousarray(W.T),  # (D_in, D_out)
             "b": np.zeros(D_out, self.dtype),  # (D_out,)
         }
 
@@ -78,15 +92,15 @@ class Dense(Layer):
             self.X = X  # kept for dW
         return X @ W + b  # (N, D_out)
 
-    def backward(self, dZ, need_dX=True):  # dZ = dL/dZ, (N, D_out)
+    def backward(self, dZ):  # dZ = dL/dZ, (N, D_out)
         W = self.params["W"]
         self.grads = {
             "W": self.X.T @ dZ,  # (D_in, D_out)
             "b": dZ.sum(axis=0),  # (D_out,)  b is added to every row, so its gradient sums over them
         }
         # The first layer's dX is a gradient for the pixels: training never uses it, and for 784-800-10 it
-        # would be a third of the step's arithmetic, so Sequential.backward lets that layer skip it.
-        return dZ @ W.T if need_dX else None  # (N, D_in)
+        # would be a third of the step's arithmetic, so Sequential.backward sets that layer's need_dX to False.
+        return dZ @ W.T if self.need_dX else None  # (N, D_in)
 
     def spec(self):
         return {"type": "Dense", "D_in": self.D_in, "D_out": self.D_out, "init": self.init,
@@ -187,7 +201,8 @@ class BatchNorm(Layer):
     """Batch normalization, per feature (column):
         X_hat = (X - mu) / sqrt(var + eps),   Y = gamma * X_hat + beta
     Training: mu and var are the batch's mean and variance (dividing by N), and running averages follow them,
-    running = (1 - momentum) * running + momentum * batch; inference uses the running averages instead.
+    running = (1 - momentum) * running + momentum * batch, where the running variance, as in PyTorch, takes the
+    unbiased batch variance var * N / (N - 1); inference uses the running averages instead.
     Backward (training, where mu and var depend on every row of X), with dX_hat = dY * gamma:
         dX = (dX_hat - mean(dX_hat) - X_hat * mean(dX_hat * X_hat)) / sqrt(var + eps)   means over the batch"""
 
@@ -208,10 +223,12 @@ class BatchNorm(Layer):
         mu, var = X.mean(axis=0), X.var(axis=0)  # (D,) each
         self.inv_std = 1 / np.sqrt(var + self.eps)  # (D,)
         self.X_hat = (X - mu) * self.inv_std  # (N, D)
-        m = self.momentum
-        # The running variance uses the same biased (divide-by-N) estimate; at N = 64 it is 1.6 % low.
+        m, N = self.momentum, len(X)
+        # The running variance estimates the data's, not the batch's: divide-by-N is 1.6 % low at N = 64, so
+        # it takes N - 1, as PyTorch does and so the same weights give PyTorch's eval outputs. (N = 1: var is 0.)
+        var_unbiased = var * (N / max(N - 1, 1))  # (D,)
         self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mu  # (D,)
-        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var  # (D,)
+        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var_unbiased  # (D,)
         return gamma * self.X_hat + beta  # (N, D)
 
     def backward(self, dY):  # (N, D)

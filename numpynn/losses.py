@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .shapes import K
+
 
 def softmax(Z):
     """P[i, k] = exp(Z[i, k] - max_j Z[i, j]) / sum_j exp(Z[i, j] - max_j Z[i, j]), one row per image.
@@ -19,7 +21,7 @@ def softmax(Z):
     return E / E.sum(axis=1, keepdims=True)  # (N, K)
 
 
-def softmax_cross_entropy(Z, y, K: int = 10, label_smoothing: float = 0.0):
+def softmax_cross_entropy(Z, y, K: int = K, label_smoothing: float = 0.0):
     """L = -(1/N) sum_i sum_k Y[i, k] log P[i, k],   P = softmax(Z),   log P = Z - logsumexp(Z) row by row
     Y = (1 - eps) * onehot(y) + eps / K   (eps = label_smoothing; eps = 0 gives the one-hot targets)
     dL/dZ = (P - Y) / N

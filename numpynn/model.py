@@ -1,6 +1,7 @@
-"""A model: a list of layers run in order forward and in reverse backward, plus what a trainer and a model file
-need from it: the parameters and gradients as matching lists, a state to save and load, and a description
-(spec) to rebuild it from.
+"""A model: a chain of layers, run in order forward and in reverse backward.
+
+Around that, what a trainer and a model file need from it: the parameters and gradients as matching lists,
+inference batch by batch, a state to save and load (plain data), and a description (spec) to rebuild it from.
 
     model = mlp([784, 800, 10], rng=np.random.default_rng(0))
     Z = model.forward(X)                          # (N, K) logits
@@ -13,16 +14,15 @@ that with state_dict and spec), and the training loop (train.py).
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from .checks import require
+from .conv import CONV_LAYERS
 from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from .conv import CONV_LAYERS, Conv2D
+from .losses import softmax
+from .shapes import D, K
 
 LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
-from .losses import softmax
 
 
 class Sequential:
@@ -47,14 +47,15 @@ class Sequential:
 
     def backward(self, dY, need_dX=True):
         """Fills every layer's grads. Returns dL/dX, or None with need_dX=False: training has no use for
-        the input's gradient, so the first layer with weights (a Dense or a Conv2D; only reshapes may come
-        before it) skips its dX, for 784-800-10 a third of the step's arithmetic."""
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
-        for i, layer in reversed(list(enumerate(self.layers))):
-            if i == first and not need_dX and isinstance(layer, (Dense, Conv2D)):
-                return layer.backward(dY, need_dX=False)
+        the input's gradient, so the first layer with weights is told it need not compute its dX (layer.need_dX),
+        for 784-800-10 a third of the step's arithmetic, and the layers before it (reshapes) are not run."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
+        layers = self.layers if need_dX else self.layers[first:]
+        for i, layer in enumerate(layers):
+            layer.need_dX = need_dX or i > 0  # set on every call, so no earlier call's choice lingers
+        for layer in reversed(layers):
             dY = layer.backward(dY)
-        return dY  # dL/dX
+        return dY if need_dX else None  # dL/dX
 
     def params(self) -> list[np.ndarray]:
         """Every trainable array, layer by layer, in the order of param_names()."""
@@ -73,40 +74,47 @@ class Sequential:
     def n_params(self) -> int:
         return sum(theta.size for theta in self.params())
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict:
         """Copies of every param and buffer, named like param_names(), and each Dropout generator's state as
-        '<i>.rng': its JSON text in a 0-d string array, so np.savez / np.load(allow_pickle=False) keep it."""
+        '<i>.rng': the dict of plain ints and strings that rng.bit_generator.state gives. All plain data: a
+        model file stores the generator states as JSON text (serialize.py), this module knows no format."""
         state = {}
         for i, layer in enumerate(self.layers):
             for name, value in {**layer.params, **layer.buffers}.items():
                 state[f"{i}.{name}"] = value.copy()
             if hasattr(layer, "rng"):
-                state[f"{i}.rng"] = np.array(json.dumps(layer.rng.bit_generator.state))
+                state[f"{i}.rng"] = layer.rng.bit_generator.state  # a fresh dict on every call
         return state
 
     def load_state_dict(self, state) -> None:
-        """Load a state_dict (or an np.load of one) after checking every name and shape; refuses a mismatch
-        before changing anything. Arrays are copied into the existing ones, so an optimizer holding them
-        keeps working, and are cast to the model's dtype."""
-        state = {name: np.asarray(state[name]) for name in state}
+        """Load a state_dict (or what serialize.load read of one) after checking every name and shape and each
+        generator state; refuses a mismatch before changing anything. Arrays are copied into the existing
+        ones, so an optimizer holding them keeps working, and are cast to the model's dtype."""
         own = self.state_shapes()
         missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or extra:
             raise ValueError(f"state does not fit this model: missing entries {missing}, unexpected entries {extra}")
         for name, shape in own.items():
-            if state[name].shape != shape:
-                raise ValueError(f"state entry {name!r} has shape {state[name].shape}; this model needs {shape}")
-        rng_states = {}
-        for name in (name for name in own if name.endswith(".rng")):
-            try:
-                rng_states[name] = json.loads(str(state[name]))
-            except ValueError as error:
-                raise ValueError(f"state entry {name!r} is not a generator state in JSON: {error}") from None
+            if name.endswith(".rng"):
+                self._check_generator_state(name, state[name])
+            elif np.shape(state[name]) != shape:
+                raise ValueError(f"state entry {name!r} has shape {np.shape(state[name])}; this model needs {shape}")
         for i, layer in enumerate(self.layers):
             for name, value in {**layer.params, **layer.buffers}.items():
                 value[...] = state[f"{i}.{name}"]
             if hasattr(layer, "rng"):
-                layer.rng.bit_generator.state = rng_states[f"{i}.rng"]
+                layer.rng.bit_generator.state = state[f"{i}.rng"]
+
+    def _check_generator_state(self, name: str, value) -> None:
+        """A ValueError unless `value` is a state that layer name's generator takes (tried on a fresh one)."""
+        layer = self.layers[int(name.split(".")[0])]
+        try:
+            if not isinstance(value, dict):
+                raise TypeError(f"a {type(value).__name__}")
+            type(layer.rng.bit_generator)().state = value
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(f"state entry {name!r} is not a generator state, the dict "
+                             f"rng.bit_generator.state gives ({error})") from None
 
     def state_shapes(self) -> dict[str, tuple]:
         """The names of state_dict() with their shapes, without copying anything."""
@@ -144,12 +152,29 @@ class Sequential:
             model.load_state_dict(state)  # checks every name and shape, and fills in the rest
         return model
 
-    def predict_proba(self, X, batch_size: int = 256):
-        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded (a CNN's columns grow with
-        the batch: about 50 MB for 256 images in the cnn preset).  (N, K)"""
+    def outputs_in_batches(self, X, indices, batch_size: int = 256) -> dict[int, np.ndarray]:
+        """{i: layer i's output on all of X} for the layer indices asked for (-1: the last layer, the logits), in
+        inference mode and batch by batch, so memory stays bounded (a CNN's columns grow with the batch: about
+        50 MB for 256 images in the cnn preset). Only those layers' outputs are kept, and no layer after the
+        last of them runs.  (N, ...) each"""
         require(batch_size >= 1, "batch_size", batch_size, "use 1 or more")
-        starts = range(0, max(len(X), 1), batch_size)  # an empty X still runs one (empty) batch, giving (0, K)
-        return np.concatenate([softmax(self.forward(X[s : s + batch_size], train=False)) for s in starts])
+        parts = {i % len(self.layers): [] for i in indices}
+        last = max(parts, default=-1)
+        for start in range(0, max(len(X), 1), batch_size):  # an empty X still runs one (empty) batch: (0, ...)
+            A = X[start : start + batch_size]
+            for i, layer in enumerate(self.layers[: last + 1]):
+                A = layer.forward(A, train=False)
+                if i in parts:
+                    parts[i].append(A)
+        return {i: np.concatenate(outputs) for i, outputs in parts.items()}
+
+    def forward_in_batches(self, X, batch_size: int = 256):
+        """Z = forward(X, train=False), batch by batch (see outputs_in_batches).  (N, K)"""
+        return self.outputs_in_batches(X, [-1], batch_size)[len(self.layers) - 1]
+
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
+        return softmax(self.forward_in_batches(X, batch_size))
 
     def predict(self, X, batch_size: int = 256):
         """The most probable class of each image.  (N,)"""
@@ -159,7 +184,7 @@ class Sequential:
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
-def mlp(sizes=(784, 800, 10), activation: str = "relu", init: str = "he", dropout: float = 0.0,
+def mlp(sizes=(D, 800, K), activation: str = "relu", init: str = "he", dropout: float = 0.0,
         batchnorm: bool = False, rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
     """A multilayer perceptron with sizes = [D, H_1, ..., K]: for each hidden layer
     Dense -> BatchNorm (if batchnorm) -> activation -> Dropout (if dropout > 0), then a Dense giving K logits
@@ -176,6 +201,6 @@ def mlp(sizes=(784, 800, 10), activation: str = "relu", init: str = "he", dropou
         if batchnorm:
             layers.append(BatchNorm(D_out, dtype=dtype))
         layers.append(ACTIVATIONS[activation]())
-        if dropout > 0:
+        if dropout != 0:  # any other value, even one out of range, goes to Dropout, which checks it
             layers.append(Dropout(dropout, seed=int(rng.integers(2**31))))  # each Dropout its own stream
     return Sequential(layers)

@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules and gradient clipping: the only code that changes weights.
+"""Changing the weights, the only code that does: optimizers, learning-rate schedules and gradient clipping.
 
     opt = Adam(lr=1e-3)
     opt.step(model.params(), model.grads(), lr=schedule(t))   # updates the arrays in place
@@ -19,6 +19,10 @@ import numpy as np
 
 from .checks import require
 
+# Adam's and AdamW's defaults, Kingma & Ba's (and PyTorch's): the training config reads them from here.
+ADAM_BETAS = (0.9, 0.999)  # decay of the running means of the gradient and of its square
+ADAM_EPS = 1e-8  # added to the root of the second moment, so no step divides by 0
+
 
 class Optimizer:
     """What SGD and Adam share: hyperparameter checks, the step count t, per-parameter buffers and their state."""
@@ -27,7 +31,8 @@ class Optimizer:
 
     def __init__(self, lr: float, weight_decay: float):
         require(np.isfinite(lr) and lr > 0, "lr", lr, "use a finite number above 0, e.g. 0.1 for SGD, 1e-3 for Adam")
-        require(weight_decay >= 0, "weight_decay", weight_decay, "use 0 (off) or a small positive number, e.g. 5e-4")
+        require(np.isfinite(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
+                "use 0 (off) or a small positive number, e.g. 5e-4")
         self.lr, self.weight_decay = lr, weight_decay
         self.t = 0  # steps taken so far
         self.state: dict[str, list[np.ndarray]] = {name: [] for name in self.buffers}
@@ -100,12 +105,12 @@ class Adam(Optimizer):
     buffers = ("m", "v")
     decoupled = False  # AdamW: apply the decay to theta directly instead of through g
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS,
                  weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         require(len(betas) == 2 and all(0 <= beta < 1 for beta in betas), "betas", betas,
                 "use two numbers in [0, 1), e.g. (0.9, 0.999)")
-        require(eps > 0, "eps", eps, "use a small positive number, e.g. 1e-8")
+        require(np.isfinite(eps) and eps > 0, "eps", eps, "use a small positive number, e.g. 1e-8")
         self.betas, self.eps = tuple(betas), eps
 
     def update(self, theta, g, lr, m, v):
@@ -131,7 +136,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS,
                  weight_decay: float = 1e-2):
         super().__init__(lr, betas, eps, weight_decay)
 

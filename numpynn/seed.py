@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-D, K = 784, 10  # pixels per image, classes
+from .shapes import D, K  # pixels per image (784), classes (10)
 
 
 @dataclass(frozen=True)

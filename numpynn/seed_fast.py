@@ -38,6 +38,7 @@ from .seed import (
     softmax,
     update_params,
 )
+from .shapes import SIDE
 
 
 class Block(NamedTuple):
@@ -49,7 +50,7 @@ class Block(NamedTuple):
 def ink_order(X):
     """The images' indices sorted by where their ink starts: top row, then left column, then right column.
     Digits of similar outline, which share their empty pixels, end up next to each other."""
-    ink = (X != 0).reshape(28, 28, -1)  # (28, 28, m)  column layout: pixel (row, col) per image
+    ink = (X != 0).reshape(SIDE, SIDE, -1)  # (28, 28, m)  column layout: pixel (row, col) per image
     rows, cols = ink.any(axis=1), ink.any(axis=0)  # (28, m) each
     top, left, right = rows.argmax(axis=0), cols.argmax(axis=0), 27 - cols[::-1].argmax(axis=0)  # (m,) each
     return np.lexsort((right, left, top))  # (m,)  sorted by top, then left, then right

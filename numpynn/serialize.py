@@ -3,7 +3,8 @@
 A model file holds
 - `__header__`: a 0-d unicode array with JSON: the format version, the architecture (`Sequential.spec()`),
   the preprocessing, the training config, the dataset, the metrics and the numpynn version;
-- `model/<name>`: every array of `Sequential.state_dict()` (weights, BatchNorm statistics, dropout RNG);
+- `model/<name>`: every entry of `Sequential.state_dict()` (weights, BatchNorm statistics), each Dropout
+  generator's state as JSON text in a 0-d string array (`encode_state`; `load` decodes it);
 - for a checkpoint, also `optimizer/<name>` arrays (the step count, the optimizer's moments) and, with early
   stopping, `best/<name>` (the best epoch's model); the trainer's state (epoch, shuffling RNG, history) is in
   the header. With them training can continue exactly where it stopped.
@@ -50,6 +51,7 @@ import zlib
 import numpy as np
 
 from .atomic import write_atomically
+from . import shapes
 from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, member_problem, read_array
 
 FORMAT_VERSION = 1
@@ -58,7 +60,6 @@ MAX_HEADER_BYTES = 1 << 20  # the JSON header: about 250 000 characters, room fo
 MAX_RNG_CHARS = 1024  # a generator state in JSON (PCG64's is about 170 characters)
 MAX_MEMBERS = 10_000  # arrays in one file: a model of 1000 layers with its optimizer state has fewer
 MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (the cnn preset's largest: 51 200)
-INPUT, CLASSES = 784, 10  # what every dataset numpynn reads gives: 28 x 28 pixels, 10 classes
 _HEADER = "__header__"
 _MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
 _OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
@@ -76,11 +77,35 @@ def save(path, arrays: dict[str, np.ndarray], header: dict) -> pathlib.Path:
     if not path.parent.is_dir():
         raise ModelFileError(f"{path.parent}: no such folder; create it first or choose another path")
     payload = {_HEADER: np.array(json.dumps({"format_version": FORMAT_VERSION, **header}))}
-    for name, array in arrays.items():
-        if np.asarray(array).dtype == object:  # would need pickle to load: refuse to write it at all
+    for name, array in encode_state(arrays).items():
+        if array.dtype == object:  # would need pickle to load: refuse to write it at all
             raise ModelFileError(f"{name}: object arrays cannot go in a model file")
-        payload[name] = np.asarray(array)
+        payload[name] = array
     return write_atomically(path, lambda f: np.savez(f, **payload))
+
+
+def encode_state(state: dict) -> dict[str, np.ndarray]:
+    """A state_dict as arrays an .npz holds without pickle: a generator's state (a dict, see
+    Sequential.state_dict) becomes its JSON text in a 0-d string array; everything else is an array already."""
+    return {name: np.array(json.dumps(value)) if isinstance(value, dict) else np.asarray(value)
+            for name, value in state.items()}
+
+
+def decode_state(arrays) -> dict:
+    """The inverse of encode_state: each 0-d string array (a generator's state in JSON) back to its dict.
+    A ValueError naming the entry if one is not JSON text of an object."""
+    state = {}
+    for name in arrays:
+        value = arrays[name]
+        if value.dtype.kind == "U":
+            try:
+                value = json.loads(str(value))
+            except (ValueError, RecursionError):
+                raise ValueError(f"the entry {name!r} is not a generator state in JSON") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"the entry {name!r} is not a generator state (a JSON object)")
+        state[name] = value
+    return state
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -98,6 +123,7 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             expected = _expected_arrays(path, header)
             _check_members(path, members, expected)
             arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
+        arrays = decode_state(arrays)  # the generator states, JSON text in the file, as the dicts of state_dict
     except ModelFileError:
         raise
     except PermissionError:
@@ -252,7 +278,7 @@ def _check_digits(path, model) -> None:
     10 finite logits each from a last Dense layer: a wrong D_in, a pool larger than the image, 3 classes, no
     Dense layer, or weights so large that a bright image overflows fail here, not in a command. Each
     convolution's work is bounded first, since the header, not the file's size, decides it."""
-    X = np.zeros((2, INPUT), np.float32)  # (2, 784)
+    X = np.zeros((2, shapes.D), np.float32)  # (2, 784)
     X[1] = 1
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one line
@@ -263,13 +289,13 @@ def _check_digits(path, model) -> None:
     except ModelFileError:
         raise
     except (ValueError, TypeError, IndexError, MemoryError) as error:
-        raise ModelFileError(f"{path}: the network does not take {INPUT}-pixel images ({_one_line(error)})") from None
+        raise ModelFileError(f"{path}: the network does not take {shapes.D}-pixel images ({_one_line(error)})") from None
     if type(model.layers[-1]).__name__ != "Dense":
         raise ModelFileError(f"{path}: the network does not end in a Dense layer giving the class scores; "
                              "it is not a numpynn classifier")
-    if X.shape != (2, CLASSES):
+    if X.shape != (2, shapes.K):
         raise ModelFileError(f"{path}: the network tells {X.shape[-1]} classes apart; numpynn's datasets have "
-                             f"{CLASSES}")
+                             f"{shapes.K}")
     if not np.isfinite(X).all():
         raise ModelFileError(f"{path}: the network gives NaN or infinite scores for a black or a white image; its weights "
                              "overflow or the file is damaged: retrain, or use an earlier file")

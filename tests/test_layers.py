@@ -9,6 +9,7 @@ import pytest
 import numpynn.gradcheck
 from numpynn import seed as S
 from numpynn.gradcheck import check_layer
+from numpynn.conv import Conv2D
 from numpynn.layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 
 SEEDS = [0, 1, 2]
@@ -199,9 +200,9 @@ def test_batchnorm_train_mode_normalizes_with_batch_statistics_and_updates_runni
     Y = layer.forward(X)
     np.testing.assert_allclose(Y.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(Y.var(axis=0), X.var(axis=0) / (X.var(axis=0) + 1e-5), rtol=1e-12)
-    # running = 0.9 * running + 0.1 * batch, from mean 0 and variance 1
+    # running = 0.9 * running + 0.1 * batch, from mean 0 and variance 1; the variance unbiased, as in PyTorch
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * X.mean(axis=0))
-    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * X.var(axis=0))
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * np.var(X, axis=0, ddof=1))
     layer.forward(X)
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.19 * X.mean(axis=0))
 
@@ -256,3 +257,39 @@ def test_every_layer_is_registered_and_its_spec_rebuilds_it():
 def test_bad_hyperparameters_raise_a_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_dense_and_conv2d_draw_exactly_the_weights_of_the_written_out_formulas(seed):
+    """One init_weights serves both layers; for the same seed it gives the numbers the formulas give, drawn in
+    float64 in the layer's own orientation ((D_out, D_in) for Dense, transposed after) and then cast."""
+    D_in, D_out, C_in, C_out, k = 12, 5, 3, 4, 3
+    expected = {
+        "he": lambda rng, shape, fan_in, fan_out: rng.standard_normal(shape) * np.sqrt(2 / fan_in),
+        "glorot": lambda rng, shape, fan_in, fan_out: rng.uniform(-np.sqrt(6 / (fan_in + fan_out)),
+                                                                  np.sqrt(6 / (fan_in + fan_out)), shape),
+        "seed": lambda rng, shape, fan_in, fan_out: rng.standard_normal(shape) * 0.01,
+    }
+    for init, formula in expected.items():
+        dense = Dense(D_in, D_out, init, np.random.default_rng(seed))
+        W = formula(np.random.default_rng(seed), (D_out, D_in), D_in, D_out).astype(np.float32).T
+        np.testing.assert_array_equal(dense.params["W"], W)
+        assert dense.params["W"].flags.c_contiguous
+        if init == "seed":
+            continue  # Conv2D offers he and glorot
+        conv = Conv2D(C_in, C_out, k, init=init, rng=np.random.default_rng(seed))
+        W = formula(np.random.default_rng(seed), (C_out, C_in, k, k), C_in * k * k, C_out * k * k)
+        np.testing.assert_array_equal(conv.params["W"], W.astype(np.float32))
+
+
+def test_batchnorm_running_variance_is_pytorchs_unbiased_one_at_a_small_batch():
+    """At N = 4 the two conventions differ by a third: the running variance takes ddof=1, in float32 too, and a
+    batch of one image (variance 0) leaves no NaN."""
+    X = np.array([[1.0, 0.0], [2.0, 0.0], [4.0, 1.0], [7.0, 3.0]], np.float32)  # (4, 2)
+    layer = BatchNorm(2, momentum=0.25)
+    layer.forward(X)
+    assert layer.buffers["running_var"].dtype == np.float32
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.75 * 1 + 0.25 * np.var(X, axis=0, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(np.var(X, axis=0, ddof=1), [7.0, 2.0])  # worked by hand: the sums of squares 21, 6
+    layer.forward(X[:1])
+    assert np.isfinite(layer.buffers["running_var"]).all()

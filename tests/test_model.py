@@ -1,15 +1,17 @@
 """The model: a network worked by hand, the seed's training reproduced by the engine, saving and resuming
 bit for bit, rebuilding from a spec, and inference."""
+import inspect
 import json
 
 import numpy as np
 import pytest
 
 from numpynn import seed as S
-from numpynn.layers import BatchNorm, Dense, Dropout, ReLU
-from numpynn.losses import softmax_cross_entropy
-from numpynn.model import Sequential, mlp
+from numpynn.layers import BatchNorm, Dense, Dropout, Layer, ReLU
+from numpynn.losses import softmax, softmax_cross_entropy
+from numpynn.model import LAYERS, Sequential, mlp
 from numpynn.optim import SGD, Adam
+from numpynn.serialize import decode_state, encode_state
 
 
 def digits(n, seed=0):
@@ -149,12 +151,13 @@ def test_state_dict_round_trips_through_npz_without_pickle(tmp_path):
     model, X = a_model_that_has_been_used()
     state = model.state_dict()
     assert {"1.running_mean", "1.running_var", "3.rng", "7.rng"} <= state.keys()
-    np.savez(tmp_path / "model.npz", **state)
+    assert isinstance(state["3.rng"], dict)  # plain data: the file format (serialize.py) makes it JSON text
+    np.savez(tmp_path / "model.npz", **encode_state(state))
     continued = model.forward(X)  # training mode: draws the next dropout masks
 
     rebuilt = Sequential.from_spec(json.loads(json.dumps(model.spec())), rng=np.random.default_rng(99))
     with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
-        rebuilt.load_state_dict(saved)
+        rebuilt.load_state_dict(decode_state(saved))
     np.testing.assert_array_equal(rebuilt.forward(X), continued)  # the same weights, stats and masks
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(rebuilt.state_dict()[name], value)
@@ -172,13 +175,13 @@ def test_a_resumed_training_run_is_bit_identical(tmp_path):
 
     model, opt = mlp([784, 16, 10], dropout=0.3, batchnorm=True), Adam(lr=1e-3)
     train(model, opt, 3)
-    np.savez(tmp_path / "model.npz", **model.state_dict())
+    np.savez(tmp_path / "model.npz", **encode_state(model.state_dict()))
     np.savez(tmp_path / "opt.npz", **opt.state_dict())
     train(model, opt, 3)
 
     resumed, resumed_opt = Sequential.from_spec(model.spec(), rng=np.random.default_rng(7)), Adam(lr=1e-3)
     with np.load(tmp_path / "model.npz") as model_state, np.load(tmp_path / "opt.npz") as opt_state:
-        resumed.load_state_dict(model_state)
+        resumed.load_state_dict(decode_state(model_state))
         resumed_opt.load_state_dict(opt_state)
     train(resumed, resumed_opt, 3)
     for name, value in model.state_dict().items():
@@ -192,7 +195,8 @@ def test_a_resumed_training_run_is_bit_identical(tmp_path):
         (lambda state: state.pop("1.running_var"), r"missing entries \['1\.running_var'\]"),
         (lambda state: state.pop("3.rng"), r"missing entries \['3\.rng'\]"),
         (lambda state: state.update({"9.W": np.zeros(3)}), r"unexpected entries \['9\.W'\]"),
-        (lambda state: state.update({"3.rng": np.array("not json")}), r"'3\.rng'"),
+        (lambda state: state.update({"3.rng": np.array("not json")}), r"'3\.rng' is not a generator state"),
+        (lambda state: state.update({"3.rng": {"bit_generator": "PCG64", "state": 7}}), r"'3\.rng'"),
     ],
 )
 def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(change, match):
@@ -245,6 +249,7 @@ def test_sequential_takes_any_list_of_layers():
         (lambda: mlp([784, 10], activation="gelu"), "activation"),
         (lambda: mlp([784, 10], init="zeros"), "init"),
         (lambda: mlp([784, 10, 10], dropout=1.0), "p"),
+        (lambda: mlp([784, 10, 10], dropout=-0.1), "p"),  # refused by Dropout, the one place that checks p
         (lambda: mlp([4, 2]).predict_proba(np.zeros((3, 4)), batch_size=0), "batch_size"),
     ],
 )
@@ -260,3 +265,66 @@ def test_activations_are_each_layers_inference_output():
     assert [a.shape for a in outputs] == [(7, 5), (7, 5), (7, 4), (7, 4), (7, 3)]
     assert np.array_equal(outputs[-1], model.forward(X, train=False))
     assert np.array_equal(outputs[1], np.maximum(outputs[0], 0))
+
+
+class Scale(Layer):
+    """Y = X * s, a layer with weights that is neither Dense nor Conv2D: the need_dX contract is all it knows."""
+
+    def __init__(self, D):
+        super().__init__()
+        self.params = {"s": np.full(D, 2.0)}
+
+    def forward(self, X, train=True):
+        if train:
+            self.X = X
+        return X * self.params["s"]
+
+    def backward(self, dY):
+        self.grads = {"s": (dY * self.X).sum(axis=0)}
+        return dY * self.params["s"] if self.need_dX else None
+
+
+def test_every_layer_needs_its_dX_unless_told_otherwise():
+    assert all(cls.need_dX is True for cls in LAYERS.values())
+    assert "isinstance" not in inspect.getsource(Sequential.backward)  # the contract, not a list of layer types
+
+
+def test_backward_without_dX_asks_the_first_layer_with_weights_through_need_dX():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 3))
+    model = Sequential([ReLU(), Scale(3), Dense(3, 2, rng=rng, dtype=np.float64)])
+    model.forward(X)
+    dZ = rng.standard_normal((4, 2))
+    assert model.backward(dZ, need_dX=False) is None
+    assert [layer.need_dX for layer in model.layers[1:]] == [False, True]
+    lean = [g.copy() for g in model.grads()]
+    dX = model.backward(dZ)  # a later full backward is not affected by the earlier choice
+    assert dX.shape == X.shape and all(layer.need_dX for layer in model.layers)
+    assert all(np.array_equal(g, h) for g, h in zip(lean, model.grads()))
+
+
+def test_the_model_module_knows_no_file_format():
+    import numpynn.model
+    assert "json" not in vars(numpynn.model)
+
+
+class Refuses(Layer):
+    def forward(self, X, train=True):
+        raise AssertionError("a layer after the last one asked for ran")
+
+
+def test_batched_inference_is_written_once_and_runs_only_what_is_asked():
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(6, 5, rng=rng), ReLU(), Dense(5, 3, rng=rng)])
+    X = rng.standard_normal((23, 6)).astype(np.float32)
+    Z = model.forward_in_batches(X, batch_size=4)  # batches of 4, ..., 4, 3
+    np.testing.assert_allclose(Z, model.forward(X, train=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.predict_proba(X, batch_size=4), softmax(Z))
+    outputs = model.outputs_in_batches(X, [1, -1], batch_size=5)
+    assert sorted(outputs) == [1, 2] and outputs[1].shape == (23, 5)
+    np.testing.assert_allclose(outputs[2], Z, rtol=1e-5, atol=1e-6)
+    early = Sequential(model.layers[:2] + [Refuses()])
+    np.testing.assert_array_equal(early.outputs_in_batches(X, [1], batch_size=5)[1], outputs[1])
+    assert model.forward_in_batches(X[:0]).shape == (0, 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.forward_in_batches(X, batch_size=0)

@@ -198,6 +198,9 @@ def test_step_refuses_mismatched_lists():
         (lambda: Adam(betas=(0.9, 1.0)), "betas"),
         (lambda: Adam(betas=(-0.1, 0.999)), "betas"),
         (lambda: Adam(eps=0), "eps"),
+        (lambda: Adam(eps=float("inf")), "eps"),
+        (lambda: SGD(0.1, weight_decay=float("inf")), "weight_decay"),
+        (lambda: AdamW(weight_decay=float("nan")), "weight_decay"),
         (lambda: AdamW(weight_decay=-0.01), "weight_decay"),
         (lambda: SGD(0.1).step(theta0(), G1, lr=-1.0), "lr"),
         (lambda: clip_grad_norm(G1, 0), "max_norm"),
@@ -212,3 +215,16 @@ def test_bad_hyperparameters_raise_a_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name) as info:
         make()
     assert "\n" not in str(info.value)  # one line
+
+
+def test_adams_defaults_are_written_once_and_both_optimizers_use_them():
+    import inspect
+
+    from numpynn import optim
+
+    assert optim.ADAM_BETAS == (0.9, 0.999) and optim.ADAM_EPS == 1e-8
+    for cls in (Adam, AdamW):
+        parameters = inspect.signature(cls).parameters
+        assert parameters["betas"].default is optim.ADAM_BETAS and parameters["eps"].default is optim.ADAM_EPS
+        opt = cls()
+        assert opt.betas == optim.ADAM_BETAS and opt.eps == optim.ADAM_EPS

@@ -154,3 +154,39 @@ def test_an_unreadable_model_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(zipfile, "ZipFile", denied)  # root reads any file: the refusal is simulated
     with pytest.raises(ModelFileError, match="no permission to read it"):
         serialize.load(path)
+
+
+def test_a_file_in_the_format_written_before_loads_and_gives_the_same_outputs(tmp_path):
+    """The file as numpynn has always written it, built here by hand: the weights, the BatchNorm statistics
+    (eval reads the stored running variance, whatever convention made it) and the dropout generator's state
+    as JSON text in a 0-d string array. It loads, predicts what the stored numbers say, and draws on from the
+    stored generator state."""
+    rng = np.random.default_rng(4)
+    W0, b0 = rng.standard_normal((784, 8)).astype(np.float32) * 0.05, rng.standard_normal(8).astype(np.float32)
+    gamma, beta = rng.random(8).astype(np.float32) + 0.5, rng.standard_normal(8).astype(np.float32)
+    mean, var = rng.standard_normal(8).astype(np.float32), rng.random(8).astype(np.float32) + 0.1
+    W4, b4 = rng.standard_normal((8, 10)).astype(np.float32), rng.standard_normal(10).astype(np.float32)
+    generator = np.random.default_rng(123)
+    generator.random(5)  # a generator that has moved on
+    architecture = [{"type": "Dense", "D_in": 784, "D_out": 8, "init": "he", "dtype": "float32"},
+                    {"type": "BatchNorm", "D": 8, "momentum": 0.1, "eps": 1e-5, "dtype": "float32"},
+                    {"type": "ReLU"}, {"type": "Dropout", "p": 0.2, "seed": 7},
+                    {"type": "Dense", "D_in": 8, "D_out": 10, "init": "he", "dtype": "float32"}]
+    path = write_npz(tmp_path / "old.npz", {"format_version": 1, "kind": "model", "architecture": architecture},
+                     **{"model/0.W": W0, "model/0.b": b0, "model/1.gamma": gamma, "model/1.beta": beta,
+                        "model/1.running_mean": mean, "model/1.running_var": var,
+                        "model/3.rng": np.array(json.dumps(generator.bit_generator.state)),
+                        "model/4.W": W4, "model/4.b": b4})
+    model, _ = load_model(path)
+
+    X = np.random.default_rng(5).random((6, 784), dtype=np.float32)
+    A = np.maximum((X @ W0 + b0 - mean) / np.sqrt(var + 1e-5) * gamma + beta, 0)  # eval: the stored statistics
+    Z = A @ W4 + b4
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict_proba(X), P / P.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert model.layers[3].rng.random() == generator.random()
+
+    # and a file written now stores the generator the same way: JSON text, readable without numpynn
+    with np.load(save_model(tmp_path / "new.npz", model, {}), allow_pickle=False) as saved:
+        assert saved["model/3.rng"].dtype.kind == "U" and saved["model/3.rng"].shape == ()
+        assert json.loads(str(saved["model/3.rng"])) == model.layers[3].rng.bit_generator.state

@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..losses import softmax
-
-SIDE, D, K = 28, 784, 10   # what the page draws and shows: 28x28 digits, 10 classes
+from ..shapes import SIDE, D, K  # what the page draws and shows: 28x28 digits, 10 classes
 ACTIVATIONS = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh"}
 POOLS = {"MaxPool2D", "AvgPool2D", "GlobalAvgPool"}
 PASS_THROUGH = {"Dropout", "BatchNorm"}  # between a layer and the one it feeds, changing no shape
