@@ -18,7 +18,7 @@ from .atomic import write_json_atomically as _write_json
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
-from .train import PRESETS, TrainConfig, applies
+from .config import PRESETS, TrainConfig, applies
 
 
 class UsageError(Exception):
@@ -287,7 +287,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _train_config(args):
     """Defaults < preset < --config FILE < typed flags."""
-    from .train import make_config
+    from .config import make_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     values = {**(_read_toml(args.config) if args.config else {}),
@@ -325,7 +325,7 @@ def cmd_train(args) -> int:
 
     from . import serialize
     from .atomic import OutputError
-    from .train import Run, TrainingDiverged, evaluate, fit, model_header
+    from .train import Run, TrainingDiverged, train_and_save
 
     started = time.perf_counter()
     out = pathlib.Path(args.out)
@@ -367,29 +367,18 @@ def cmd_train(args) -> int:
             written.append(save_figure(training_diagnostics(series), plot.with_name("diagnostics.png")))
         return written
 
-    def bar(epoch, n_batches):
-        return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
-
+    bar = _ProgressBar(tqdm, config.epochs)
     try:
-        history = fit(run, splits, checkpoint=checkpoint, progress=None if args.quiet else bar,
-                      log=None if args.quiet else print, on_epoch=redraw if plot else None)
+        history, metrics = train_and_save(
+            run, splits, out, args.dataset, started=started, checkpoint=checkpoint,
+            progress=None if args.quiet else bar.start, on_batch=None if args.quiet else bar.on_batch,
+            log=None if args.quiet else print, on_epoch=redraw if plot else None)
+        _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": dataclasses.asdict(history)})
     except TrainingDiverged as error:
         raise CommandError(str(error)) from None
-    except OutputError as error:  # a checkpoint or the plot could not be written: the disk filled up, say
+    except OutputError as error:  # a checkpoint, the plot or the model could not be written: a full disk, say
         raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
-    test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
-    dev_loss, dev_accuracy = evaluate(run.model, splits.X_dev, splits.y_dev)
-    seconds = time.perf_counter() - started
-    metrics = {
-        "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
-        "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped, "seconds": seconds,
-    }
-    header = model_header(config, history, metrics, args.dataset)
-    try:
-        serialize.save_model(out, run.model, header)
-        _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
-    except OutputError as error:
-        raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
+    dev_accuracy, test_accuracy, seconds = metrics["dev_accuracy"], metrics["test_accuracy"], metrics["seconds"]
     if history.stopped == "interrupted":
         print(f"Interrupted after {run.epoch} full epochs; the model trained so far is saved.")
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
@@ -404,6 +393,32 @@ def cmd_train(args) -> int:
                           "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped}))
     return 130 if history.stopped == "interrupted" else 0
+
+
+class _ProgressBar:
+    """fit's progress and on_batch hooks for `numpynn train`: a tqdm bar per epoch, showing the epoch's mean loss
+    and accuracy so far and the images per second."""
+
+    EVERY = 25  # batches between refreshes of the numbers: formatting them every batch costs more than the batch
+
+    def __init__(self, tqdm, epochs: int):
+        self.tqdm, self.epochs, self.bar = tqdm, epochs, None
+
+    def start(self, epoch: int, n_batches: int):
+        self.loss_sum = self.accuracy_sum = 0.0
+        self.batches, self.started = 0, time.perf_counter()
+        self.bar = self.tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=False)
+        return self.bar
+
+    def on_batch(self, run, loss: float, accuracy: float) -> None:
+        self.loss_sum += loss
+        self.accuracy_sum += accuracy
+        self.batches += 1
+        if run.step % self.EVERY == 0:
+            n = self.batches  # every batch but an epoch's last has batch_size images, so these are the means
+            rate = n * run.config.batch_size / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix(loss=f"{self.loss_sum / n:.4f}", acc=f"{self.accuracy_sum / n:.4f}",
+                                 img_s=f"{rate:,.0f}", refresh=False)
 
 
 def _last_good(checkpoint) -> str:
@@ -514,7 +529,7 @@ def cmd_augment_preview(args) -> int:
 
     from .data import load_raw
     from .images import digit_grid, to_png
-    from .train import augmenter, make_config
+    from .config import augmenter, make_config
 
     out = pathlib.Path(args.out)
     if out.suffix.lower() != ".png":

@@ -23,7 +23,8 @@ import warnings
 
 import numpy as np
 
-from .train import Run, TrainConfig, fit, make_config
+from .config import TrainConfig, make_config
+from .train import Run, fit
 
 # MLPClassifier's parameters that TrainConfig spells differently; every other parameter is a field's own name.
 TO_CONFIG = {"hidden_layer_sizes": "hidden", "random_state": "seed"}

@@ -210,18 +210,18 @@ def test_bad_augmentation_options_are_refused_by_name(overrides, message):
 
 @pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
 def test_every_training_batch_is_augmented_and_the_dev_set_never(augmentation, monkeypatch):
-    import numpynn.train as train_module
+    import numpynn.config as config_module
 
     data = square_blobs()
     seen = []
-    real = {"affine": train_module.affine, "elastic": train_module.elastic}[augmentation["augment"]]
+    real = {"affine": config_module.affine, "elastic": config_module.elastic}[augmentation["augment"]]
 
     def spy(X, rng, **params):
         out = real(X, rng, **params)
         seen.append((X.copy(), out))
         return out
 
-    monkeypatch.setattr(train_module, augmentation["augment"], spy)
+    monkeypatch.setattr(config_module, augmentation["augment"], spy)
     run, history = train(make_config(**SMALL, **augmentation), data)
     # Every batch of every epoch went through it, and only training rows did: 4 epochs x 160 images.
     assert sum(len(X) for X, _ in seen) == 4 * len(data.y_train) and len(seen) == run.step
