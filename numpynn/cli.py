@@ -15,10 +15,11 @@ import warnings
 
 from . import __version__
 from .atomic import write_json_atomically as _write_json
+from .checks import OptionError
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
-from .config import PRESETS, TrainConfig, applies
+from .config import PRESETS, TrainConfig, applies, kind_of
 
 
 class UsageError(Exception):
@@ -57,7 +58,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_
     for f in dataclasses.fields(config_cls):
         if names is not None and f.name not in names:
             continue
-        kind = type(f.default)
+        kind = kind_of(f)
         default = first.get(f.name, f.default)
         others = "".join(f"; --preset {name}: {_show(changes[f.name])}" for name, changes in presets.items()
                          if f.name in changes and changes[f.name] != default)
@@ -75,6 +76,8 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_
 
 
 def _show(value) -> str:
+    if value is None:  # weight_decay: left to the optimizer, as the field's help says
+        return "unset"
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
@@ -229,8 +232,8 @@ def cmd_seed(args) -> int:
                              "or more")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
-    except ValueError as error:  # a dev set as large as the training set
-        raise UsageError(f"--dev-size: {error}") from None
+    except OptionError as error:  # a dev set as large as the training set
+        raise _flag_error(error) from None
     result = run_seed(splits, config, log=None if args.quiet else print, plain=args.plain)
     print(f"Train Accuracy: {100 * result['train_accuracy']:.2f}%")
     print(f"Dev Accuracy: {100 * result['dev_accuracy']:.2f}%")
@@ -255,9 +258,16 @@ def _config(config_cls, args):
     """A config dataclass from the flags _add_config_options made; its range errors name the flag."""
     try:
         return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
-    except ValueError as error:  # the config's own range checks
-        name, rest = str(error).split(" ", 1)  # "dev_size = 0 is out of range: ..."
+    except OptionError as error:  # the config's own range checks
+        raise _flag_error(error) from None
+    except ValueError as error:  # seed.py's SeedConfig still raises plain ValueErrors: "name = value is ..."
+        name, rest = str(error).split(" ", 1)
         raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+
+
+def _flag_error(error: OptionError) -> UsageError:
+    """An option's error in the command line's words: the flag, not the field (--dev-size, not dev_size)."""
+    return UsageError(str(error.renamed("--" + error.name.replace("_", "-"))))
 
 
 def _output_folder(folder, flag: str, may_create: bool = True, value=None):
@@ -287,16 +297,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _train_config(args):
     """Defaults < preset < --config FILE < typed flags."""
-    from .config import make_config
+    from .config import NotAnOption, make_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     values = {**(_read_toml(args.config) if args.config else {}),
               **{name: getattr(args, name) for name in names if hasattr(args, name)}}
     try:
         return make_config(values.pop("preset", "mlp"), **values)
-    except ValueError as error:
-        name, _, rest = str(error).partition(" ")
-        raise UsageError(f"--{name.replace('_', '-')} {rest}" if name in names else str(error)) from None
+    except NotAnOption as error:  # a name in the --config file: it has no flag to name
+        raise UsageError(f"--config {args.config}: {error}") from None
+    except OptionError as error:
+        raise _flag_error(error) from None
 
 
 def _read_toml(path) -> dict:
@@ -346,15 +357,15 @@ def cmd_train(args) -> int:
     else:
         try:
             run = Run.start(_train_config(args))
-        except ValueError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
-            raise UsageError(str(error)) from None
+        except OptionError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
+            raise _flag_error(error) from None
     config = run.config
     if args.plot:
         _output_folder(args.plot, "--plot")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
-    except ValueError as error:
-        raise UsageError(f"--dev-size: {error}") from None
+    except OptionError as error:  # a dev set as large as the training set
+        raise _flag_error(error) from None
     plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
 
     def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
@@ -543,9 +554,8 @@ def cmd_augment_preview(args) -> int:
     given = {name: getattr(args, name) for name in AUGMENT_PARAMETERS if hasattr(args, name)}
     try:
         config = make_config(getattr(args, "preset", "mlp"), **given)
-    except ValueError as error:  # "augment_shift = -1.0 is out of range: ..."
-        name, _, rest = str(error).partition(" ")
-        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+    except OptionError as error:
+        raise _flag_error(error) from None
     kind = args.augment or (config.augment if config.augment != "none" else "affine")
     config = dataclasses.replace(config, augment=kind)
 

@@ -9,123 +9,34 @@ What it leaves out: the loop, checkpoints and Ctrl-C (train.py), flags and print
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .augment import affine, elastic
+from .augment import affine, check_affine, check_elastic, elastic
+from .checks import OptionError, require
 from .conv import Conv2D, Flatten, MaxPool2D, Unflatten
+from .data import DEV_SIZE
+from .layers import INITS, Dropout
 from .model import ACTIVATIONS, Sequential, mlp
-from .optim import SGD, Adam, AdamW
+from .optim import SCHEDULES, SGD, Adam, AdamW, make_schedule
 
 D, K = 784, 10  # MNIST's inputs and classes: the defaults; fit() works for any D and K
 
+# The names each choice stands for. The lists of choices below are these, and model.py's ACTIVATIONS,
+# layers.py's INITS and optim.py's SCHEDULES, so a new optimizer or activation is added in one place.
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+AUGMENTATIONS = ("affine", "elastic")  # augment.py's two transforms (augmenter below)
+ARCHITECTURES = ("mlp", "cnn")  # build_model's two shapes of network
 
-def _opt(default, help_text, **extra):
-    return field(default=default, metadata={"help": help_text, **extra})
+# Adam's own defaults, read from its signature: the config repeats no number that optim.py already chose.
+_ADAM = inspect.signature(Adam).parameters
+BETA1, BETA2 = _ADAM["betas"].default
+EPS = _ADAM["eps"].default
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training default, in one place. `numpynn train` builds one flag per field from this class, and
-    the presets below only name the fields they change."""
-
-    preset: str = _opt("mlp", "starting point for every other option", choices=("mlp", "seed", "cnn"))
-    architecture: str = _opt("mlp", "mlp: dense layers only; cnn: first a block per --channels width of a 5x5 "
-                             "convolution, a 2x2 max-pool and the activation (images must be square)",
-                             choices=("mlp", "cnn"))
-    channels: tuple[int, ...] = _opt((32, 64), "cnn: channels of each convolution block, comma-separated")
-    padding: str = _opt("valid", "cnn: valid: no padding, each 5x5 convolution trims 2 pixels per side; "
-                        "same: 2 rows of zeros around the image, so it keeps its size", choices=("valid", "same"))
-    hidden: tuple[int, ...] = _opt((800,), "hidden (dense) layer widths, comma-separated, e.g. 256,128")
-    activation: str = _opt("relu", "hidden activation", choices=("relu", "leaky_relu", "sigmoid", "tanh"))
-    init: str = _opt("he", "weight initialisation", choices=("he", "glorot", "seed"))
-    dropout: float = _opt(0.0, "dropout probability after each hidden activation (0: none)")
-    batchnorm: bool = _opt(False, "batch normalisation before each hidden activation")
-    optimizer: str = _opt("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
-    lr: float = _opt(0.05, "learning rate at the top of the schedule")
-    momentum: float = _opt(0.9, "SGD momentum (0: plain SGD)")
-    nesterov: bool = _opt(False, "Nesterov momentum (SGD)")
-    weight_decay: float = _opt(0.0, "weight decay (L2 for SGD and Adam, decoupled for AdamW)")
-    beta1: float = _opt(0.9, "Adam/AdamW: decay of the running mean of the gradient")
-    beta2: float = _opt(0.999, "Adam/AdamW: decay of the running mean of the squared gradient")
-    eps: float = _opt(1e-8, "Adam/AdamW: added to the root of that mean, so no step divides by 0")
-    schedule: str = _opt("cosine", "learning-rate schedule", choices=("constant", "step", "cosine"))
-    warmup_epochs: float = _opt(0.0, "linear warm-up from 0 over this many epochs")
-    step_epochs: int = _opt(10, "step schedule: multiply the rate by --gamma every this many epochs")
-    gamma: float = _opt(0.1, "step schedule: the factor")
-    clip_norm: float = _opt(0.0, "clip the gradient's global L2 norm to this (0: no clipping)")
-    label_smoothing: float = _opt(0.0, "label smoothing epsilon (0: none)")
-    batch_size: int = _opt(128, "images per mini-batch")
-    threads: int = _opt(1, "data-parallel: run each batch as this many slices at once, one thread each "
-                        "(parallel.py); give the number of cores. Results depend on it only by float32 rounding")
-    epochs: int = _opt(20, "passes over the training set")
-    patience: int = _opt(0, "early stopping: stop after this many epochs without a better dev accuracy (0: off)")
-    seed: int = _opt(0, "seeds the split, the initial weights, the shuffling, dropout and augmentation")
-    dev_size: int = _opt(10_000, "training images held out as the dev set")
-    # Augmentation (augment.py): each training batch is transformed afresh; the dev and test sets never are.
-    augment: str = _opt("none", "transform each training batch on the fly: affine (shift, rotation, scale, "
-                        "shear) or elastic (Simard et al. 2003); images must be square",
-                        choices=("none", "affine", "elastic"))
-    augment_shift: float = _opt(2.0, "affine: largest shift, pixels, drawn uniformly in [-X, X] on each axis")
-    augment_rotation: float = _opt(12.0, "affine: largest rotation, degrees, drawn uniformly in [-X, X]")
-    augment_scale: float = _opt(0.1, "affine: largest change of size, a fraction: 0.1 draws sizes 0.9 to 1.1 times")
-    augment_shear: float = _opt(10.0, "affine: largest shear (slant), degrees, drawn uniformly in [-X, X]")
-    augment_alpha: float = _opt(34.0, "elastic: strength of the displacement field (Simard's alpha; 34 "
-                                "moves a typical pixel about 1.4 pixels)")
-    augment_sigma: float = _opt(4.0, "elastic: std, pixels, of the Gaussian that smooths the field (Simard's "
-                                "sigma; smaller is rougher)")
-
-    def __post_init__(self):
-        rules = [  # (field, is it in range, how to fix it)
-            ("hidden", len(self.hidden) >= 1 and all(1 <= h <= 100_000 for h in self.hidden),
-             "give one or more widths between 1 and 100000, e.g. 800 or 256,128"),
-            ("channels", len(self.channels) >= 1 and all(1 <= c <= 4096 for c in self.channels),
-             "give one or more channel counts between 1 and 4096, e.g. 32,64"),
-            ("dropout", 0.0 <= self.dropout < 1.0, "use a probability in [0, 1)"),
-            ("lr", math.isfinite(self.lr) and self.lr > 0, "use a finite number above 0, e.g. 0.05"),
-            ("momentum", 0.0 <= self.momentum < 1.0, "use a value in [0, 1), e.g. 0.9"),
-            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "use 0 or more"),
-            ("beta1", 0.0 <= self.beta1 < 1.0, "use a value in [0, 1), e.g. 0.9"),
-            ("beta2", 0.0 <= self.beta2 < 1.0, "use a value in [0, 1), e.g. 0.999"),
-            ("eps", math.isfinite(self.eps) and self.eps > 0, "use a small positive number, e.g. 1e-8"),
-            ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
-            ("step_epochs", self.step_epochs >= 1, "use 1 or more"),
-            ("gamma", 0 < self.gamma <= 1, "use a factor in (0, 1]"),
-            ("clip_norm", math.isfinite(self.clip_norm) and self.clip_norm >= 0, "use 0 (off) or more"),
-            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)"),
-            ("batch_size", self.batch_size >= 1, "use 1 or more"),
-            ("threads", 1 <= self.threads <= 256, "use 1 (no slices) or more, e.g. the number of cores"),
-            ("epochs", self.epochs >= 1, "use 1 or more"),
-            ("patience", self.patience >= 0, "use 0 (off) or more"),
-            ("seed", self.seed >= 0, "use 0 or more"),
-            ("dev_size", self.dev_size >= 1, "use 1 or more (and fewer than the training images)"),
-            ("augment", self.augment in ("none", "affine", "elastic"), "use none, affine or elastic"),
-            ("augment_shift", math.isfinite(self.augment_shift) and self.augment_shift >= 0,
-             "use 0 (none) or more pixels, e.g. 2"),
-            ("augment_rotation", 0 <= self.augment_rotation <= 180, "use 0 to 180 degrees, e.g. 12"),
-            ("augment_scale", 0 <= self.augment_scale < 1, "use a fraction in [0, 1), e.g. 0.1"),
-            ("augment_shear", 0 <= self.augment_shear <= 60, "use 0 to 60 degrees, e.g. 10"),
-            ("augment_alpha", math.isfinite(self.augment_alpha) and self.augment_alpha >= 0,
-             "use 0 (none) or more, e.g. 34"),
-            ("augment_sigma", math.isfinite(self.augment_sigma) and self.augment_sigma > 0,
-             "use a standard deviation above 0 pixels, e.g. 4"),
-        ]
-        for name, ok, fix in rules:
-            if not ok:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {fix}")
-        if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs = {self.warmup_epochs!r} is out of range: use less than epochs "
-                             f"({self.epochs}), or set --warmup-epochs 0")
-        if self.threads > 1 and self.batchnorm:
-            raise ValueError("threads > 1 does not work with batchnorm: each slice would normalise by its own "
-                             "statistics; use --threads 1")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise ValueError("nesterov = True needs --optimizer sgd with --momentum above 0")
-
-
-# Each preset names only what it changes from the defaults above.
+# Each preset names only what it changes from TrainConfig's defaults (below).
 PRESETS: dict[str, dict] = {
     # 784-800-10, Simard et al.'s MLP: SGD with momentum, a cosine schedule and label smoothing 0.1.
     # 98.5 % test in about 35 s here (benchmarks/README.md).
@@ -143,18 +54,171 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _opt(default, help_text, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training default, in one place. `numpynn train` builds one flag per field from this class, and
+    the presets above only name the fields they change."""
+
+    preset: str = _opt("mlp", "starting point for every other option", choices=tuple(PRESETS))
+    architecture: str = _opt("mlp", "mlp: dense layers only; cnn: first a block per --channels width of a 5x5 "
+                             "convolution, a 2x2 max-pool and the activation (images must be square)",
+                             choices=ARCHITECTURES)
+    channels: tuple[int, ...] = _opt((32, 64), "cnn: channels of each convolution block, comma-separated")
+    padding: str = _opt("valid", "cnn: valid: no padding, each 5x5 convolution trims 2 pixels per side; "
+                        "same: 2 rows of zeros around the image, so it keeps its size", choices=("valid", "same"))
+    hidden: tuple[int, ...] = _opt((800,), "hidden (dense) layer widths, comma-separated, e.g. 256,128")
+    activation: str = _opt("relu", "hidden activation", choices=tuple(ACTIVATIONS))
+    init: str = _opt("he", "weight initialisation", choices=INITS)
+    dropout: float = _opt(0.0, "dropout probability after each hidden activation (0: none)")
+    batchnorm: bool = _opt(False, "batch normalisation before each hidden activation")
+    optimizer: str = _opt("sgd", "optimizer", choices=tuple(OPTIMIZERS))
+    lr: float = _opt(0.05, "learning rate at the top of the schedule")
+    momentum: float = _opt(0.9, "SGD momentum (0: plain SGD)")
+    nesterov: bool = _opt(False, "Nesterov momentum (SGD)")
+    # None until resolved in __post_init__: a decay nobody chose is the optimizer's own default, so that
+    # --optimizer adamw alone decays as AdamW does (0.01, as in PyTorch), and SGD and Adam do not (0).
+    weight_decay: float | None = _opt(None, "weight decay (L2 for SGD and Adam, decoupled for AdamW); if not "
+                                      "given, the optimizer's own: 0 for sgd and adam, 0.01 for adamw", type=float)
+    beta1: float = _opt(BETA1, "Adam/AdamW: decay of the running mean of the gradient")
+    beta2: float = _opt(BETA2, "Adam/AdamW: decay of the running mean of the squared gradient")
+    eps: float = _opt(EPS, "Adam/AdamW: added to the root of that mean, so no step divides by 0")
+    schedule: str = _opt("cosine", "learning-rate schedule", choices=SCHEDULES)
+    warmup_epochs: float = _opt(0.0, "linear warm-up over this many epochs: of W warm-up steps, step t runs at "
+                                "lr * (t + 1) / W, so the first at lr / W and the last at the full lr")
+    step_epochs: int = _opt(10, "step schedule: multiply the rate by --gamma every this many epochs")
+    gamma: float = _opt(0.1, "step schedule: the factor")
+    clip_norm: float = _opt(0.0, "clip the gradient's global L2 norm to this (0: no clipping)")
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon (0: none)")
+    batch_size: int = _opt(128, "images per mini-batch")
+    threads: int = _opt(1, "data-parallel: run each batch as this many slices at once, one thread each "
+                        "(parallel.py); give the number of cores. Results depend on it only by float32 rounding")
+    epochs: int = _opt(20, "passes over the training set")
+    patience: int = _opt(0, "early stopping: stop after this many epochs without a better dev accuracy (0: off)")
+    seed: int = _opt(0, "seeds the split, the initial weights, the shuffling, dropout and augmentation")
+    dev_size: int = _opt(DEV_SIZE, "training images held out as the dev set")
+    # Augmentation (augment.py): each training batch is transformed afresh; the dev and test sets never are.
+    augment: str = _opt("none", "transform each training batch on the fly: affine (shift, rotation, scale, "
+                        "shear) or elastic (Simard et al. 2003); images must be square",
+                        choices=("none", *AUGMENTATIONS))
+    augment_shift: float = _opt(2.0, "affine: largest shift, pixels, drawn uniformly in [-X, X] on each axis")
+    augment_rotation: float = _opt(12.0, "affine: largest rotation, degrees, drawn uniformly in [-X, X]")
+    augment_scale: float = _opt(0.1, "affine: largest change of size, a fraction: 0.1 draws sizes 0.9 to 1.1 times")
+    augment_shear: float = _opt(10.0, "affine: largest shear (slant), degrees, drawn uniformly in [-X, X]")
+    augment_alpha: float = _opt(34.0, "elastic: strength of the displacement field (Simard's alpha; 34 "
+                                "moves a typical pixel about 1.4 pixels)")
+    augment_sigma: float = _opt(4.0, "elastic: std, pixels, of the Gaussian that smooths the field (Simard's "
+                                "sigma; smaller is rougher)")
+
+    def __post_init__(self):
+        """Each range is checked once. Those of what the config itself uses (sizes, counts, the loop's options)
+        are checked here; those of an optimizer, the dropout layer, a schedule and an augmentation by that code
+        itself, asked here by building it (which costs nothing), so that a bad value is refused now, before
+        the data loads, in the config's own names. The dev set's size is checked by data.load_mnist."""
+        if self.weight_decay is None:  # frozen: the one field __post_init__ fills in
+            decay = inspect.signature(OPTIMIZERS.get(self.optimizer, SGD)).parameters["weight_decay"].default
+            object.__setattr__(self, "weight_decay", decay)
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            require(choices is None or getattr(self, f.name) in choices, f.name, getattr(self, f.name),
+                    f"use one of {', '.join(choices or ())}")
+        rules = [  # (field, is it in range, how to fix it)
+            ("hidden", len(self.hidden) >= 1 and all(1 <= h <= 100_000 for h in self.hidden),
+             "give one or more widths between 1 and 100000, e.g. 800 or 256,128"),
+            ("channels", len(self.channels) >= 1 and all(1 <= c <= 4096 for c in self.channels),
+             "give one or more channel counts between 1 and 4096, e.g. 32,64"),
+            # The optimizer checks the sign of these two; it lets infinity through.
+            ("weight_decay", math.isfinite(self.weight_decay), "use a finite number, 0 or more"),
+            ("eps", math.isfinite(self.eps), "use a small positive number, e.g. 1e-8"),
+            ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
+            ("clip_norm", math.isfinite(self.clip_norm) and self.clip_norm >= 0, "use 0 (off) or more"),
+            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)"),
+            ("batch_size", self.batch_size >= 1, "use 1 or more"),
+            ("threads", 1 <= self.threads <= 256, "use 1 (no slices) or more, e.g. the number of cores"),
+            ("epochs", self.epochs >= 1, "use 1 or more"),
+            ("patience", self.patience >= 0, "use 0 (off) or more"),
+            ("seed", self.seed >= 0, "use 0 or more"),
+        ]
+        for name, ok, fix in rules:
+            require(ok, name, getattr(self, name), fix)
+        require(self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs,
+                f"use less than epochs ({self.epochs}), or set --warmup-epochs 0")
+        require(self.threads == 1 or not self.batchnorm, "threads", self.threads,
+                "threads > 1 does not work with batchnorm: each slice would normalise by its own statistics; "
+                "use --threads 1")
+        require(not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov", self.nesterov,
+                "Nesterov momentum needs --optimizer sgd with --momentum above 0")
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        """Build what checks its own ranges, with throwaway values where a part needs more than the config
+        has; an OptionError it raises is renamed to the field that was given."""
+        fields_of = {"p": "dropout", "step_size": "step_epochs", "shift": "augment_shift",
+                     "rotation": "augment_rotation", "scale": "augment_scale", "shear": "augment_shear",
+                     "alpha": "augment_alpha", "sigma": "augment_sigma",
+                     "betas": "beta1" if not 0 <= self.beta1 < 1 else "beta2"}
+        try:
+            Dropout(self.dropout)
+            SGD(self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            Adam(self.lr, betas=(self.beta1, self.beta2), eps=self.eps)
+            make_schedule("step", self.lr, total_steps=1, step_size=self.step_epochs, gamma=self.gamma)
+            check_affine(self.augment_shift, self.augment_rotation, self.augment_scale, self.augment_shear)
+            check_elastic(self.augment_alpha, self.augment_sigma)
+        except OptionError as error:
+            name = fields_of.get(error.name, error.name)
+            fix = "use a number in [0, 1), e.g. 0.9 or 0.999" if error.name == "betas" else error.fix
+            raise OptionError(name, getattr(self, name), fix) from None
+
+
+class NotAnOption(OptionError):
+    """A name that is no field of TrainConfig (a typo in a config file, say)."""
+
+    def __str__(self):
+        return f"{self.name} is not a training option ({self.fix})"
+
+    def renamed(self, name: str) -> "NotAnOption":
+        return NotAnOption(name, self.value, self.fix)
+
+
+class WrongType(OptionError):
+    """A value of the wrong type for its field: a string for a number, True for a rate."""
+
+    def __str__(self):
+        return f"{self.name} = {self.value!r} has the wrong type: {self.fix}"
+
+    def renamed(self, name: str) -> "WrongType":
+        return WrongType(name, self.value, self.fix)
+
+
+def kind_of(f) -> type:
+    """The type of a TrainConfig field's values (weight_decay's default is None, so it says so in its metadata)."""
+    return f.metadata.get("type", type(f.default))
+
+
+def preset_values(preset: str) -> dict:
+    """TrainConfig's defaults with `preset`'s changes, by field name, as given (weight_decay still None, for the
+    optimizer to choose): the defaults of an interface that starts from a preset, such as MLPClassifier."""
+    return {**{f.name: f.default for f in fields(TrainConfig)}, **PRESETS[preset], "preset": preset}
+
+
 def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
     """Defaults, then the preset's changes, then `overrides` (a config file's or the command line's).
-    Values are checked by name and type here, and by range in TrainConfig itself."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset = {preset!r} is unknown: choose one of {', '.join(PRESETS)}")
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    Values are checked by name and type here, and by range in TrainConfig itself; every error is an
+    OptionError (checks.py) naming the field."""
+    require(preset in PRESETS, "preset", preset, f"choose one of {', '.join(PRESETS)}")
+    kinds = {f.name: kind_of(f) for f in fields(TrainConfig)}
+    optional = {f.name for f in fields(TrainConfig) if f.default is None}
     values = {"preset": preset, **PRESETS[preset]}
     for name, value in overrides.items():
-        if name not in defaults:
-            raise ValueError(f"{name} is not a training option (see `numpynn train --help`)")
-        kind = type(defaults[name])
-        if kind is tuple and isinstance(value, (list, tuple, int)) and not isinstance(value, bool):
+        if name not in kinds:
+            raise NotAnOption(name, value, "see `numpynn train --help`")
+        kind = kinds[name]
+        if value is None and name in optional:  # weight_decay: None leaves it to the optimizer
+            ok = True
+        elif kind is tuple and isinstance(value, (list, tuple, int)) and not isinstance(value, bool):
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         elif kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -162,7 +226,7 @@ def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
         else:
             ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
         if not ok:
-            raise ValueError(f"{name} = {value!r} has the wrong type: expected {kind.__name__}")
+            raise WrongType(name, value, f"expected {kind.__name__}")
         values[name] = value
     return TrainConfig(**values)
 
@@ -205,10 +269,10 @@ def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: in
     sides = [side]
     for _ in config.channels:
         sides.append((sides[-1] + 2 * padding - 4) // 2)
-    if side * side != D or min(sides) < 1:
-        raise ValueError(f"architecture = 'cnn' needs square images that survive {len(config.channels)} blocks of "
-                         f"a 5x5 convolution ({config.padding}) and a 2x2 pool; {D} inputs are not (use fewer "
-                         f"--channels, --padding same, or --architecture mlp)")
+    require(side * side == D and min(sides) >= 1, "architecture", "cnn",
+            f"a cnn needs square images that survive {len(config.channels)} blocks of a 5x5 convolution "
+            f"({config.padding}) and a 2x2 pool; {D} inputs are not (use fewer --channels, --padding same, or "
+            f"--architecture mlp)")
     layers, C = [Unflatten((1, side, side))], 1
     for C_out in config.channels:
         # The pool comes before the activation: every activation here is non-decreasing, so it commutes with
@@ -225,8 +289,8 @@ def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: in
 def build_optimizer(config: TrainConfig):
     if config.optimizer == "sgd":
         return SGD(config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
-    adam = {"betas": (config.beta1, config.beta2), "eps": config.eps, "weight_decay": config.weight_decay}
-    return (Adam if config.optimizer == "adam" else AdamW)(config.lr, **adam)
+    return OPTIMIZERS[config.optimizer](config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
+                                        weight_decay=config.weight_decay)
 
 
 def augmenter(config: TrainConfig):

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import diagnostics, serialize
+from .checks import require
 from .losses import softmax_cross_entropy
 from .model import Sequential
 from .parallel import DataParallel
@@ -105,9 +106,8 @@ class Run:
     def start(cls, config: TrainConfig, D: int = D, K: int = K) -> "Run":
         # One seed, separate streams: the split uses default_rng(seed) itself (data.load_mnist), the weights,
         # the shuffling and the augmentation each get their own, so none of them echoes another.
-        if config.augment != "none" and math.isqrt(D) ** 2 != D:
-            raise ValueError(f"augment = {config.augment!r} needs square images; {D} inputs are not "
-                             "(use --augment none)")
+        require(config.augment == "none" or math.isqrt(D) ** 2 == D, "augment", config.augment,
+                f"augmentation needs square images; {D} inputs are not (use --augment none)")
         model = build_model(config, np.random.default_rng([config.seed, 1]), D, K)
         rng = np.random.default_rng([config.seed, 2])
         return cls(model, build_optimizer(config), config, rng, np.random.default_rng([config.seed, 3]))

@@ -20,8 +20,8 @@ import traceback
 
 from .. import serialize
 from ..atomic import OutputError, check_folder
-from ..data import DataError, load_mnist
-from ..config import PRESETS, TrainConfig, make_config
+from ..data import DEV_SIZE, DataError, load_mnist
+from ..config import OPTIMIZERS, PRESETS, TrainConfig, make_config
 from ..train import Run, TrainingDiverged, train_and_save
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
@@ -30,20 +30,22 @@ MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model t
 # a few seconds more on a busy 2-core machine.
 SAVE_WAIT = 60.0
 MAX_POINTS = 500  # batch points per run: the curves stay light however many batches there are
-# What a page run may ask for: (low, high) for numbers, the choices for names. Every option left out keeps the
-# preset's value (epochs: DEFAULT_EPOCHS, as some presets' own are above the page's limit).
-LIMITS = {
-    "preset": tuple(PRESETS),
-    "optimizer": ("sgd", "adam", "adamw"),
-    "hidden": (1, 1024),  # each width; at most MAX_LAYERS of them
-    "channels": (1, 64),  # each cnn block's channels; at most 2 blocks
-    "lr": (1e-6, 1.0),
-    "epochs": (1, 20),
-    "batch_size": (16, 1024),
-    "train_images": (100, 60_000),  # the first n of the shuffled training split (fewer: a quicker run)
-    "dev_size": (10, 10_000),
-    "seed": (0, 2**31 - 1),
+# What a page run may ask for, the one list of it (app.py's TrainOptions is made from it): each option's JSON
+# type, and (low, high) for numbers or the choices for names. Every option left out keeps the preset's value
+# (epochs: DEFAULT_EPOCHS, as some presets' own are above the page's limit).
+OPTIONS = {
+    "preset": (str, tuple(PRESETS)),
+    "optimizer": (str, tuple(OPTIMIZERS)),
+    "hidden": (list[int], (1, 1024)),  # each width; at most MAX_LAYERS of them
+    "channels": (list[int], (1, 64)),  # each cnn block's channels; at most 2 blocks
+    "lr": (float, (1e-6, 1.0)),
+    "epochs": (int, (1, 20)),
+    "batch_size": (int, (16, 1024)),
+    "train_images": (int, (100, 60_000)),  # the first n of the shuffled training split (fewer: a quicker run)
+    "dev_size": (int, (10, DEV_SIZE)),
+    "seed": (int, (0, 2**31 - 1)),
 }
+LIMITS = {name: allowed for name, (_, allowed) in OPTIONS.items()}
 MAX_LAYERS = 3
 DEFAULT_EPOCHS = 5
 # What the page's form starts from for each preset (TrainConfig's defaults with the preset's changes).
