@@ -1,4 +1,4 @@
-"""Training configuration: TrainConfig (every default, every range check), the presets, and what a config builds.
+"""The training configuration: what a run is made of, as one checked TrainConfig, its presets and builders.
 
 One frozen dataclass holds every training option with its default and help text; `numpynn train` makes one flag
 per field from it, the estimator one parameter per field. A preset names only the fields it changes. From a

@@ -1,4 +1,4 @@
-"""The training loop: `fit`, the run state it carries (Run, History), its checkpoints, and train-and-save.
+"""The training loop: `fit`, with the run state it carries, its checkpoints and Ctrl-C, and train_and_save.
 
 The loop is the whole story of training in one function, `fit`: shuffle with a seeded generator, cut into
 mini-batches, augment them if asked, forward, loss, backward, optimizer step; evaluate the dev set after every

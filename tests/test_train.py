@@ -286,7 +286,8 @@ def test_both_architectures_train_with_augmentation():
 
 
 def test_augmentation_refuses_images_that_are_not_square():
-    with pytest.raises(ValueError, match="augment = 'affine' is out of range: augmentation needs square images; 20 inputs are not"):
+    with pytest.raises(ValueError, match="augment = 'affine' is out of range: augmentation needs square images; "
+                                         "20 inputs are not"):
         Run.start(make_config(**SMALL, augment="affine"), D=20, K=3)
 
 
