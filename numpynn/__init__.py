@@ -1,7 +1,7 @@
 """numpynn: a neural network written from scratch in NumPy that learns to read handwritten digits.
 
 Start with `numpynn.seed`, the seed's 784-10-10 network function by function, and `docs/math.md`,
-its derivation line by line. The engine (layers, losses, optim, model, train) grows from there;
+its derivation line by line. The engine (layers, losses, optim, model; config and train) grows from there;
 `numpynn.MLPClassifier` wraps it in scikit-learn's conventions.
 """
 from .data import DataError

@@ -125,14 +125,25 @@ def elastic_maps(N: int, side: int, rng: np.random.Generator, alpha: float, sigm
     return grid.reshape(side, 1) + dr, grid.reshape(1, side) + dc
 
 
-def affine(X, rng: np.random.Generator, *, shift: float, rotation: float, scale: float, shear: float):
-    """Each row of X, as a square image, shifted, rotated, scaled and sheared about its centre by its own random
-    transform (random_affine). shift in pixels, rotation and shear in degrees, scale a fraction (0.1: 90-110 %).
-    X: (N, D), D = side * side, values in [0, 1]   returns (N, D), X's dtype, values in [0, 1]"""
+def check_affine(shift: float, rotation: float, scale: float, shear: float) -> None:
+    """The ranges of affine's parameters: an OptionError naming the first one outside its range."""
     require(_finite(shift) and shift >= 0, "shift", shift, "use 0 (none) or more pixels, e.g. 2")
     require(_finite(rotation) and 0 <= rotation <= 180, "rotation", rotation, "use 0 to 180 degrees, e.g. 12")
     require(_finite(scale) and 0 <= scale < 1, "scale", scale, "use a fraction in [0, 1), e.g. 0.1")
     require(_finite(shear) and 0 <= shear <= 60, "shear", shear, "use 0 to 60 degrees, e.g. 10")
+
+
+def check_elastic(alpha: float, sigma: float) -> None:
+    """The ranges of elastic's parameters: an OptionError naming the first one outside its range."""
+    require(_finite(alpha) and alpha >= 0, "alpha", alpha, "use 0 (none) or more, e.g. 34")
+    require(_finite(sigma) and sigma > 0, "sigma", sigma, "use a standard deviation above 0 pixels, e.g. 4")
+
+
+def affine(X, rng: np.random.Generator, *, shift: float, rotation: float, scale: float, shear: float):
+    """Each row of X, as a square image, shifted, rotated, scaled and sheared about its centre by its own random
+    transform (random_affine). shift in pixels, rotation and shear in degrees, scale a fraction (0.1: 90-110 %).
+    X: (N, D), D = side * side, values in [0, 1]   returns (N, D), X's dtype, values in [0, 1]"""
+    check_affine(shift, rotation, scale, shear)
     images, side = _images(X)
     A, t = random_affine(len(X), rng, shift, rotation, scale, shear, X.dtype)
     return _resample(images, *affine_maps(A, t, side, X.dtype))
@@ -142,8 +153,7 @@ def elastic(X, rng: np.random.Generator, *, alpha: float, sigma: float):
     """Each row of X, as a square image, bent by its own smooth random displacement field (elastic_maps).
     alpha the strength, sigma in pixels; Simard et al. found alpha = 34, sigma = 4 good on 28 x 28 digits.
     X: (N, D), D = side * side, values in [0, 1]   returns (N, D), X's dtype, values in [0, 1]"""
-    require(_finite(alpha) and alpha >= 0, "alpha", alpha, "use 0 (none) or more, e.g. 34")
-    require(_finite(sigma) and sigma > 0, "sigma", sigma, "use a standard deviation above 0 pixels, e.g. 4")
+    check_elastic(alpha, sigma)
     images, side = _images(X)
     return _resample(images, *elastic_maps(len(X), side, rng, alpha, sigma, X.dtype))
 

@@ -15,10 +15,11 @@ import warnings
 
 from . import __version__
 from .atomic import write_json_atomically as _write_json
+from .checks import OptionError
 from .data import DATASETS, DataError, load_mnist
 from .report import ReportConfig
 from .seed import SeedConfig, run_seed
-from .train import PRESETS, TrainConfig, applies
+from .config import PRESETS, TrainConfig, applies, kind_of
 
 
 class UsageError(Exception):
@@ -57,7 +58,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_
     for f in dataclasses.fields(config_cls):
         if names is not None and f.name not in names:
             continue
-        kind = type(f.default)
+        kind = kind_of(f)
         default = first.get(f.name, f.default)
         others = "".join(f"; --preset {name}: {_show(changes[f.name])}" for name, changes in presets.items()
                          if f.name in changes and changes[f.name] != default)
@@ -75,6 +76,8 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls, *, only_if_
 
 
 def _show(value) -> str:
+    if value is None:  # weight_decay: left to the optimizer, as the field's help says
+        return "unset"
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
@@ -229,8 +232,8 @@ def cmd_seed(args) -> int:
                              "or more")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
-    except ValueError as error:  # a dev set as large as the training set
-        raise UsageError(f"--dev-size: {error}") from None
+    except OptionError as error:  # a dev set as large as the training set
+        raise _flag_error(error) from None
     result = run_seed(splits, config, log=None if args.quiet else print, plain=args.plain)
     print(f"Train Accuracy: {100 * result['train_accuracy']:.2f}%")
     print(f"Dev Accuracy: {100 * result['dev_accuracy']:.2f}%")
@@ -255,9 +258,16 @@ def _config(config_cls, args):
     """A config dataclass from the flags _add_config_options made; its range errors name the flag."""
     try:
         return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
-    except ValueError as error:  # the config's own range checks
-        name, rest = str(error).split(" ", 1)  # "dev_size = 0 is out of range: ..."
+    except OptionError as error:  # the config's own range checks
+        raise _flag_error(error) from None
+    except ValueError as error:  # seed.py's SeedConfig still raises plain ValueErrors: "name = value is ..."
+        name, rest = str(error).split(" ", 1)
         raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+
+
+def _flag_error(error: OptionError) -> UsageError:
+    """An option's error in the command line's words: the flag, not the field (--dev-size, not dev_size)."""
+    return UsageError(str(error.renamed("--" + error.name.replace("_", "-"))))
 
 
 def _output_folder(folder, flag: str, may_create: bool = True, value=None):
@@ -287,16 +297,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _train_config(args):
     """Defaults < preset < --config FILE < typed flags."""
-    from .train import make_config
+    from .config import NotAnOption, make_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     values = {**(_read_toml(args.config) if args.config else {}),
               **{name: getattr(args, name) for name in names if hasattr(args, name)}}
     try:
         return make_config(values.pop("preset", "mlp"), **values)
-    except ValueError as error:
-        name, _, rest = str(error).partition(" ")
-        raise UsageError(f"--{name.replace('_', '-')} {rest}" if name in names else str(error)) from None
+    except NotAnOption as error:  # a name in the --config file: it has no flag to name
+        raise UsageError(f"--config {args.config}: {error}") from None
+    except OptionError as error:
+        raise _flag_error(error) from None
 
 
 def _read_toml(path) -> dict:
@@ -325,7 +336,7 @@ def cmd_train(args) -> int:
 
     from . import serialize
     from .atomic import OutputError
-    from .train import Run, TrainingDiverged, evaluate, fit, model_header
+    from .train import Run, TrainingDiverged, train_and_save
 
     started = time.perf_counter()
     out = pathlib.Path(args.out)
@@ -346,15 +357,15 @@ def cmd_train(args) -> int:
     else:
         try:
             run = Run.start(_train_config(args))
-        except ValueError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
-            raise UsageError(str(error)) from None
+        except OptionError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
+            raise _flag_error(error) from None
     config = run.config
     if args.plot:
         _output_folder(args.plot, "--plot")
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
-    except ValueError as error:
-        raise UsageError(f"--dev-size: {error}") from None
+    except OptionError as error:  # a dev set as large as the training set
+        raise _flag_error(error) from None
     plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
 
     def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
@@ -367,29 +378,18 @@ def cmd_train(args) -> int:
             written.append(save_figure(training_diagnostics(series), plot.with_name("diagnostics.png")))
         return written
 
-    def bar(epoch, n_batches):
-        return tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
-
+    bar = _ProgressBar(tqdm, config.epochs)
     try:
-        history = fit(run, splits, checkpoint=checkpoint, progress=None if args.quiet else bar,
-                      log=None if args.quiet else print, on_epoch=redraw if plot else None)
+        history, metrics = train_and_save(
+            run, splits, out, args.dataset, started=started, checkpoint=checkpoint,
+            progress=None if args.quiet else bar.start, on_batch=None if args.quiet else bar.on_batch,
+            log=None if args.quiet else print, on_epoch=redraw if plot else None)
+        _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": dataclasses.asdict(history)})
     except TrainingDiverged as error:
         raise CommandError(str(error)) from None
-    except OutputError as error:  # a checkpoint or the plot could not be written: the disk filled up, say
+    except OutputError as error:  # a checkpoint, the plot or the model could not be written: a full disk, say
         raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
-    test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
-    dev_loss, dev_accuracy = evaluate(run.model, splits.X_dev, splits.y_dev)
-    seconds = time.perf_counter() - started
-    metrics = {
-        "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
-        "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped, "seconds": seconds,
-    }
-    header = model_header(config, history, metrics, args.dataset)
-    try:
-        serialize.save_model(out, run.model, header)
-        _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": header["history"]})
-    except OutputError as error:
-        raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
+    dev_accuracy, test_accuracy, seconds = metrics["dev_accuracy"], metrics["test_accuracy"], metrics["seconds"]
     if history.stopped == "interrupted":
         print(f"Interrupted after {run.epoch} full epochs; the model trained so far is saved.")
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
@@ -404,6 +404,32 @@ def cmd_train(args) -> int:
                           "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped}))
     return 130 if history.stopped == "interrupted" else 0
+
+
+class _ProgressBar:
+    """fit's progress and on_batch hooks for `numpynn train`: a tqdm bar per epoch, showing the epoch's mean loss
+    and accuracy so far and the images per second."""
+
+    EVERY = 25  # batches between refreshes of the numbers: formatting them every batch costs more than the batch
+
+    def __init__(self, tqdm, epochs: int):
+        self.tqdm, self.epochs, self.bar = tqdm, epochs, None
+
+    def start(self, epoch: int, n_batches: int):
+        self.loss_sum = self.accuracy_sum = 0.0
+        self.batches, self.started = 0, time.perf_counter()
+        self.bar = self.tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=False)
+        return self.bar
+
+    def on_batch(self, run, loss: float, accuracy: float) -> None:
+        self.loss_sum += loss
+        self.accuracy_sum += accuracy
+        self.batches += 1
+        if run.step % self.EVERY == 0:
+            n = self.batches  # every batch but an epoch's last has batch_size images, so these are the means
+            rate = n * run.config.batch_size / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix(loss=f"{self.loss_sum / n:.4f}", acc=f"{self.accuracy_sum / n:.4f}",
+                                 img_s=f"{rate:,.0f}", refresh=False)
 
 
 def _last_good(checkpoint) -> str:
@@ -514,7 +540,7 @@ def cmd_augment_preview(args) -> int:
 
     from .data import load_raw
     from .images import digit_grid, to_png
-    from .train import augmenter, make_config
+    from .config import augmenter, make_config
 
     out = pathlib.Path(args.out)
     if out.suffix.lower() != ".png":
@@ -528,9 +554,8 @@ def cmd_augment_preview(args) -> int:
     given = {name: getattr(args, name) for name in AUGMENT_PARAMETERS if hasattr(args, name)}
     try:
         config = make_config(getattr(args, "preset", "mlp"), **given)
-    except ValueError as error:  # "augment_shift = -1.0 is out of range: ..."
-        name, _, rest = str(error).partition(" ")
-        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
+    except OptionError as error:
+        raise _flag_error(error) from None
     kind = args.augment or (config.augment if config.augment != "none" else "affine")
     config = dataclasses.replace(config, augment=kind)
 

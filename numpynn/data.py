@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import require
 from .idx import GZIP_MAGIC, DataError, check_pair, read_idx, read_npz
 
 _CHUNK = 1 << 20  # bytes read from a download or a gzip stream at once
@@ -436,20 +437,22 @@ def _features(images):
     return X
 
 
-def load_mnist(dataset="mnist", data_dir=None, *, dev_size=10_000, seed=0, download=True, mirrors=None,
+DEV_SIZE = 10_000  # training images held out as the dev set, unless a caller says otherwise (as the seed did)
+
+
+def load_mnist(dataset="mnist", data_dir=None, *, dev_size=DEV_SIZE, seed=0, download=True, mirrors=None,
                progress=True) -> Splits:
     """Train, dev and test splits of `dataset`, ready for the network.
 
     As the seed does: the 60,000 training images are shuffled (here with
     `np.random.default_rng(seed).permutation`, so the split is reproducible), the first `dev_size` of the
     shuffled order become the dev set and the rest the training set. The test set is never shuffled."""
-    if isinstance(dev_size, bool) or not isinstance(dev_size, (int, np.integer)) or dev_size <= 0:
-        raise ValueError(f"dev_size must be a positive integer, got {dev_size!r}")
+    whole = not isinstance(dev_size, bool) and isinstance(dev_size, (int, np.integer))
+    require(whole and dev_size >= 1, "dev_size", dev_size, "use a whole number, 1 or more")
     x_train, y_train, x_test, y_test = load_raw(dataset, data_dir, download=download, mirrors=mirrors,
                                                 progress=progress)
     n_train = len(x_train)
-    if dev_size >= n_train:
-        raise ValueError(f"dev_size must be less than the {n_train} training images, got {dev_size}")
+    require(dev_size < n_train, "dev_size", dev_size, f"use fewer than the {n_train} training images")
     order = np.random.default_rng(seed).permutation(n_train)  # (60000,)
     dev, train = order[:dev_size], order[dev_size:]
     return Splits(

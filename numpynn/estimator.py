@@ -7,7 +7,8 @@ constructor's signature. It does not import scikit-learn: the conventions are wr
 places that must hand sklearn its own types (its tags, NotFittedError, DataConversionWarning) do so only when
 sklearn is already loaded.
 
-Training is train.fit, unchanged, and every default is TrainConfig's. Two parameters take sklearn's names:
+Training is train.fit, unchanged, and every default is `numpynn train`'s: TrainConfig's with the mlp preset's
+changes (config.preset_values). Two parameters take sklearn's names:
 hidden_layer_sizes is TrainConfig.hidden and random_state is TrainConfig.seed; the rest keep numpynn's names.
 
 Left out: a dev set and early stopping (TrainConfig's patience and dev_size), presets, partial_fit,
@@ -23,10 +24,15 @@ import warnings
 
 import numpy as np
 
-from .train import Run, TrainConfig, fit, make_config
+from .checks import OptionError
+from .config import TrainConfig, make_config, preset_values
+from .train import Run, fit
 
 # MLPClassifier's parameters that TrainConfig spells differently; every other parameter is a field's own name.
 TO_CONFIG = {"hidden_layer_sizes": "hidden", "random_state": "seed"}
+FROM_CONFIG = {field: param for param, field in TO_CONFIG.items()}
+# Every default is `numpynn train`'s: TrainConfig's, with the mlp preset's changes (lr 0.1, label smoothing 0.1).
+MLP = preset_values("mlp")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -39,16 +45,20 @@ class DataConversionWarning(UserWarning):
 
 class MLPClassifier:
     """A multilayer perceptron classifier trained by numpynn.train.fit: D inputs, hidden layers of the widths
-    in hidden_layer_sizes, then one output per class; softmax cross-entropy on labels of any type."""
+    in hidden_layer_sizes, then one output per class; softmax cross-entropy on labels of any type.
 
-    def __init__(self, hidden_layer_sizes=TrainConfig.hidden, activation=TrainConfig.activation,
-                 init=TrainConfig.init, dropout=TrainConfig.dropout, batchnorm=TrainConfig.batchnorm,
-                 optimizer=TrainConfig.optimizer, lr=TrainConfig.lr, momentum=TrainConfig.momentum,
-                 nesterov=TrainConfig.nesterov, weight_decay=TrainConfig.weight_decay, beta1=TrainConfig.beta1,
-                 beta2=TrainConfig.beta2, eps=TrainConfig.eps, schedule=TrainConfig.schedule, warmup_epochs=TrainConfig.warmup_epochs,
-                 step_epochs=TrainConfig.step_epochs, gamma=TrainConfig.gamma, clip_norm=TrainConfig.clip_norm,
-                 label_smoothing=TrainConfig.label_smoothing, batch_size=TrainConfig.batch_size,
-                 epochs=TrainConfig.epochs, random_state=TrainConfig.seed, verbose=False):
+    The defaults are those of `numpynn train` (its mlp preset): one hidden layer of 800 ReLUs, SGD with momentum
+    0.9 at lr 0.1 on a cosine schedule, label smoothing 0.1, batches of 128, 20 epochs. The one difference is
+    the data: fit trains on all of X, with no dev set held out and no early stopping. weight_decay=None is
+    the optimizer's own default: 0 for sgd and adam, 0.01 for adamw."""
+
+    def __init__(self, hidden_layer_sizes=MLP["hidden"], activation=MLP["activation"], init=MLP["init"],
+                 dropout=MLP["dropout"], batchnorm=MLP["batchnorm"], optimizer=MLP["optimizer"], lr=MLP["lr"],
+                 momentum=MLP["momentum"], nesterov=MLP["nesterov"], weight_decay=MLP["weight_decay"],
+                 beta1=MLP["beta1"], beta2=MLP["beta2"], eps=MLP["eps"], schedule=MLP["schedule"],
+                 warmup_epochs=MLP["warmup_epochs"], step_epochs=MLP["step_epochs"], gamma=MLP["gamma"],
+                 clip_norm=MLP["clip_norm"], label_smoothing=MLP["label_smoothing"], batch_size=MLP["batch_size"],
+                 epochs=MLP["epochs"], random_state=MLP["seed"], verbose=False):
         # sklearn's rule: store the arguments untouched. clone() and set_params rely on it; fit checks them.
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -156,12 +166,8 @@ class MLPClassifier:
             options[TO_CONFIG.get(name, name)] = value
         try:
             return make_config(**options)
-        except ValueError as error:  # say it in this class's names: hidden_layer_sizes, not hidden
-            message = str(error)
-            for param, field in TO_CONFIG.items():
-                if message.startswith(f"{field} = "):
-                    message = param + message[len(field):]
-            raise ValueError(message) from None
+        except OptionError as error:  # say it in this class's names: hidden_layer_sizes, not hidden
+            raise error.renamed(FROM_CONFIG.get(error.name, error.name)) from None
 
 
 @functools.cache

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import analysis
 from .atomic import write_atomically
+from .checks import require
 from .metrics import confusion_matrix, per_class
 
 DPI = 100  # every figure's size is given in inches; at this DPI one inch is 100 pixels
@@ -46,8 +47,7 @@ class ReportConfig:
 
     def __post_init__(self):
         for name, low in (("samples", 2), ("mistakes", 1), ("filters", 1), ("bins", 2), ("seed", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: use {low} or more")
+            require(getattr(self, name) >= low, name, getattr(self, name), f"use {low} or more")
 
 
 def _figure(width: float, height: float):

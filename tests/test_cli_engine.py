@@ -239,3 +239,16 @@ def test_train_help_shows_what_runs_without_a_preset_and_what_each_preset_change
     assert "(default: 1; --preset cnn: 2)" in lines["--threads"]
     assert "(default: 800; --preset cnn: 256; --preset seed: 10)" in lines["--hidden"]
     assert lines["--momentum"].endswith("(default: 0.9)")  # no preset changes it
+
+
+def test_adamw_alone_decays_by_its_own_default_and_the_help_says_so(capsys, monkeypatch):
+    """Defaults < preset < --config < flags, and a weight decay none of them gives is the optimizer's own."""
+    from numpynn.cli import _train_config, build_parser
+
+    monkeypatch.setenv("COLUMNS", "300")  # one help line per flag
+    out = run(capsys, "train", "--help")[1]
+    line = next(line for line in out.splitlines() if line.strip().startswith("--weight-decay"))
+    assert "0.01 for adamw" in line and "(default: unset)" in line
+    for argv, decay in [(["--optimizer", "adamw"], 0.01), (["--optimizer", "adamw", "--weight-decay", "0"], 0.0),
+                        (["--preset", "cnn", "--optimizer", "adamw"], 0.01), ([], 0.0), (["--optimizer", "adam"], 0.0)]:
+        assert _train_config(build_parser().parse_args(["train", *argv])).weight_decay == decay, argv

@@ -16,7 +16,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from numpynn.estimator import TO_CONFIG, MLPClassifier, NotFittedError
-from numpynn.train import TrainConfig, TrainingDiverged
+from numpynn.config import make_config
+from numpynn.train import TrainingDiverged
 
 # Small enough for sklearn's ~55 checks to run in well under a second, big enough for check_classifiers_train's
 # accuracy bar (0.83 on its three blobs).
@@ -77,16 +78,27 @@ def test_same_random_state_same_predictions_and_another_differs(problem):
     assert np.array_equal(P_a, P_b) and not np.array_equal(P_a, P_c)
 
 
-def test_defaults_are_train_configs():
+def test_defaults_are_the_mlp_presets():
+    """MLPClassifier() trains as `numpynn train` does by default: TrainConfig's defaults with the mlp preset's
+    changes (lr 0.1 and label smoothing 0.1, not TrainConfig's bare 0.05 and 0), and help() says so."""
+    preset = make_config("mlp")
     for name, parameter in inspect.signature(MLPClassifier).parameters.items():
-        if name != "verbose":  # the only parameter that is not a training option
-            assert parameter.default == getattr(TrainConfig, TO_CONFIG.get(name, name)), name
+        if name == "verbose":  # the only parameter that is not a training option
+            continue
+        field = TO_CONFIG.get(name, name)
+        if name == "weight_decay":  # None: the optimizer's own, which for the preset's SGD is the preset's 0
+            assert parameter.default is None and preset.weight_decay == 0.0
+        else:
+            assert parameter.default == getattr(preset, field), name
+    assert MLPClassifier().lr == 0.1 and MLPClassifier().label_smoothing == 0.1
+    assert MLPClassifier()._config() == preset
+    assert "mlp preset" in MLPClassifier.__doc__ and "lr 0.1" in MLPClassifier.__doc__
 
 
 def test_get_params_set_params_round_trip_and_clone():
     model = MLPClassifier(**SMALL)
     params = model.get_params()
-    assert params["hidden_layer_sizes"] == (16,) and params["lr"] == TrainConfig.lr
+    assert params["hidden_layer_sizes"] == (16,) and params["lr"] == make_config("mlp").lr
     assert model.set_params(lr=0.01, optimizer="adam") is model
     assert model.get_params() == {**params, "lr": 0.01, "optimizer": "adam"}
     assert clone(model).get_params() == model.get_params()

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from fastapi.testclient import TestClient
 
+import numpynn.train as loop
 from numpynn import serialize
 from numpynn.images import MAX_PIXELS, prepare
 from numpynn.model import mlp
@@ -510,13 +511,13 @@ def test_the_cnn_preset_trains_from_the_page_on_its_two_threads(trainer_client):
 def test_only_one_run_at_a_time_and_stop_keeps_the_model(trainer_client, monkeypatch):
     client = trainer_client
     gate = threading.Event()  # holds the run at its start, so the test decides when it moves
-    real_fit = learn.fit
+    real_fit = loop.fit  # the Learn tab's run goes through train.train_and_save, which calls fit
 
     def held_fit(*args, **kwargs):
         gate.wait(30)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(learn, "fit", held_fit)
+    monkeypatch.setattr(loop, "fit", held_fit)
     assert client.post("/api/train", json={**QUICK, "epochs": 20}).status_code == 202
     second = client.post("/api/train", json=QUICK)
     assert second.status_code == 409 and "already" in second.json()["detail"]
@@ -582,7 +583,7 @@ BLAS_THREADS = """
 import asyncio, json, sys
 import httpx
 from threadpoolctl import threadpool_info
-from numpynn.web import learn
+import numpynn.train as loop
 from numpynn.web.app import create_app
 from numpynn.web.blas import one_blas_thread
 
@@ -590,11 +591,11 @@ def blas():
     return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
 
 seen = {"before": blas()}
-real_fit = learn.fit
+real_fit = loop.fit
 def fit(*args, **kwargs):
     seen["training"] = blas()  # in the run's own thread
     return real_fit(*args, **kwargs)
-learn.fit = fit
+loop.fit = fit
 
 async def main():  # the app on this thread's event loop, as uvicorn runs it
     app = create_app(sys.argv[1], data_dir=sys.argv[2])

@@ -119,9 +119,9 @@ def test_starting_training_needs_json_and_the_token(bare, name, request_kw, stat
 
 
 def test_stopping_training_needs_the_token_and_no_form(client, bare, monkeypatch):
-    from numpynn.web import learn
+    import numpynn.train as loop
 
-    real_fit = learn.fit
+    real_fit = loop.fit  # the Learn tab's run goes through train.train_and_save, which calls fit
 
     def held_fit(run, splits, **hooks):  # the run lasts until it is stopped, however fast it would train
         deadline = time.monotonic() + 60
@@ -129,7 +129,7 @@ def test_stopping_training_needs_the_token_and_no_form(client, bare, monkeypatch
             time.sleep(0.01)
         return real_fit(run, splits, **hooks)
 
-    monkeypatch.setattr(learn, "fit", held_fit)
+    monkeypatch.setattr(loop, "fit", held_fit)
     assert client.post("/api/train", json={**QUICK, "epochs": 20, "batch_size": 16}).status_code == 202
     for kw, status in [(dict(), 403), (dict(headers={"X-Numpynn-Token": "x" * 43}), 403),
                        (dict(content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),

@@ -1,4 +1,5 @@
 """The training loop: config and presets, determinism, early stopping, divergence, checkpoints and resume."""
+import inspect
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -66,7 +67,7 @@ def test_adam_hyperparameters_reach_the_optimizer():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="preset = 'huge' is unknown"):
+    with pytest.raises(ValueError, match="preset = 'huge' is out of range: choose one of mlp, cnn, seed"):
         make_config("huge")
 
 
@@ -192,7 +193,7 @@ AUGMENTED = [dict(augment="affine"), dict(augment="elastic", augment_sigma=1.5, 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"augment": "mirror"}, "augment = 'mirror' is out of range: use none, affine or elastic"),
+        ({"augment": "mirror"}, "augment = 'mirror' is out of range: use one of none, affine, elastic"),
         ({"augment_shift": -1.0}, "augment_shift"),
         ({"augment_rotation": 181.0}, "augment_rotation"),
         ({"augment_rotation": float("nan")}, "augment_rotation"),
@@ -210,18 +211,18 @@ def test_bad_augmentation_options_are_refused_by_name(overrides, message):
 
 @pytest.mark.parametrize("augmentation", AUGMENTED, ids=["affine", "elastic"])
 def test_every_training_batch_is_augmented_and_the_dev_set_never(augmentation, monkeypatch):
-    import numpynn.train as train_module
+    import numpynn.config as config_module
 
     data = square_blobs()
     seen = []
-    real = {"affine": train_module.affine, "elastic": train_module.elastic}[augmentation["augment"]]
+    real = {"affine": config_module.affine, "elastic": config_module.elastic}[augmentation["augment"]]
 
     def spy(X, rng, **params):
         out = real(X, rng, **params)
         seen.append((X.copy(), out))
         return out
 
-    monkeypatch.setattr(train_module, augmentation["augment"], spy)
+    monkeypatch.setattr(config_module, augmentation["augment"], spy)
     run, history = train(make_config(**SMALL, **augmentation), data)
     # Every batch of every epoch went through it, and only training rows did: 4 epochs x 160 images.
     assert sum(len(X) for X, _ in seen) == 4 * len(data.y_train) and len(seen) == run.step
@@ -285,7 +286,8 @@ def test_both_architectures_train_with_augmentation():
 
 
 def test_augmentation_refuses_images_that_are_not_square():
-    with pytest.raises(ValueError, match="augment = 'affine' needs square images; 20 inputs are not"):
+    with pytest.raises(ValueError, match="augment = 'affine' is out of range: augmentation needs square images; "
+                                         "20 inputs are not"):
         Run.start(make_config(**SMALL, augment="affine"), D=20, K=3)
 
 
@@ -303,3 +305,51 @@ def test_which_options_apply(config, applies_to, does_not):
 
     assert all(applies(name, config) for name in applies_to)
     assert not any(applies(name, config) for name in does_not)
+
+
+def test_adamw_without_a_weight_decay_gets_adamws_own_default():
+    """--optimizer adamw alone decays as AdamW does (0.01, PyTorch's default), not as Adam (0): a decay that
+    nobody gave, neither the defaults, a preset, a config file nor a flag, is the optimizer's own."""
+    from numpynn.optim import AdamW
+    from numpynn.train import build_optimizer
+
+    adamw = make_config(optimizer="adamw")
+    assert adamw.weight_decay == 0.01 == inspect.signature(AdamW).parameters["weight_decay"].default
+    assert build_optimizer(adamw).weight_decay == 0.01
+    assert make_config("cnn", optimizer="adamw").weight_decay == 0.01  # a preset's optimizer changed by a flag
+    assert make_config(optimizer="adamw", weight_decay=0.0).weight_decay == 0.0  # given: kept, even 0
+    assert make_config(optimizer="adam").weight_decay == make_config("mlp").weight_decay == 0.0
+    assert TrainConfig(optimizer="adamw").weight_decay == 0.01  # built directly, too
+
+
+def test_the_warmup_help_says_what_the_schedule_does():
+    """Of W warm-up steps, step t runs at lr * (t + 1) / W: the first at lr / W, not at 0."""
+    from numpynn.optim import make_schedule
+
+    help_text = TrainConfig.__dataclass_fields__["warmup_epochs"].metadata["help"]
+    assert "from 0" not in help_text and "lr / W" in help_text
+    schedule = make_schedule("constant", 0.8, total_steps=10, warmup_steps=4)
+    assert [schedule(t) for t in range(5)] == [0.2, 0.4, 0.6000000000000001, 0.8, 0.8]
+
+
+def test_the_schedule_sets_the_optimizers_rate_and_the_step_uses_it():
+    """The optimizer's lr is the one each step uses: fit sets it from the schedule before every step, and the
+    History's lr is the optimizer's at the epoch's end."""
+    from numpynn.optim import make_schedule
+
+    data = blobs()
+    config = make_config(**SMALL, warmup_epochs=1.0)
+    run = Run.start(config, D=20, K=3)
+    seen, real_step = [], run.optimizer.step
+
+    def step(params, grads, *args, **kwargs):
+        seen.append((args, kwargs, run.optimizer.lr))
+        return real_step(params, grads, *args, **kwargs)
+
+    run.optimizer.step = step
+    history = fit(run, data)
+    batches = int(np.ceil(400 / 32))
+    schedule = make_schedule("cosine", config.lr, total_steps=4 * batches, warmup_steps=batches)
+    assert all(args == () and kwargs == {} for args, kwargs, _ in seen)  # no rate passed around the optimizer
+    assert [lr for _, _, lr in seen] == [schedule(t) for t in range(4 * batches)]
+    assert history.column("lr") == [schedule(t) for t in range(batches - 1, 4 * batches, batches)]

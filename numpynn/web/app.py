@@ -45,7 +45,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, create_model
 
 from .. import __version__
 from ..images import ImageError, prepare
@@ -53,7 +53,7 @@ from .answers import INTERNAL, Invalid, find_model, log, numpy_json, rounded
 from .events import MAX_EVENT_ID, last_seen, stream
 from .fastpredict import FastPredict
 from .guard import Guard, host_names, new_token
-from .learn import MAX_SECONDS, Busy, NotWritable, Trainer
+from .learn import MAX_SECONDS, OPTIONS, Busy, NotWritable, Trainer
 from .limits import MAX_BODY, BodyLimit
 from .openapi import PREDICT_BODY, api_page
 from .pictures import DECODERS, decoded_inline, form_digit, json_digit, model_name, picture_size, read_raw
@@ -124,20 +124,12 @@ def _with_token(index: str, token: str) -> bytes:
     return index.replace(TOKEN_TAG, f'<meta name="numpynn-token" content="{escape(token)}">').encode()
 
 
-class TrainOptions(BaseModel):
-    """A training run's options; every one left out keeps the preset's value. Ranges: GET /api/train."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    preset: str | None = None
-    hidden: list[int] | None = None
-    channels: list[int] | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    train_images: int | None = None
-    dev_size: int | None = None
-    seed: int | None = None
+# A training run's options, made from learn.OPTIONS (their ranges are checked there; GET /api/train lists them).
+# Every one is optional: left out, it keeps the preset's value.
+TrainOptions = create_model("TrainOptions", __config__=ConfigDict(extra="forbid", strict=True),
+                            __doc__="A training run's options; every one left out keeps the preset's value. "
+                                    "Ranges: GET /api/train.",
+                            **{name: (kind | None, None) for name, (kind, _) in OPTIONS.items()})
 
 
 def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist",

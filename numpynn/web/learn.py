@@ -1,9 +1,9 @@
 """Training from the page: one run at a time, in a background thread, told to the page as a list of events.
 
-A run is `train.fit` itself, the loop `numpynn train` uses, driven through its hooks: on_batch and on_epoch
-append events (the page draws its curves from them), should_stop ends the run when the page presses Stop or
-the time limit passes. When the run ends, finished or stopped, its model is scored on the test set and saved
-into the models folder, where the Draw tab finds it.
+A run is `train.train_and_save`, the workflow `numpynn train` uses, driven through fit's hooks: on_batch and
+on_epoch append events (the page draws its curves from them), should_stop ends the run when the page presses
+Stop or the time limit passes. When the run ends, finished or stopped, its model is scored on the test set and
+saved into the models folder, where the Draw tab finds it.
 
 Page runs are bounded (LIMITS): a client cannot ask for a network or a run so large that it takes the machine
 for hours. A run also stops by itself after MAX_SECONDS, keeping what it learned.
@@ -20,8 +20,9 @@ import traceback
 
 from .. import serialize
 from ..atomic import OutputError, check_folder
-from ..data import DataError, load_mnist
-from ..train import PRESETS, Run, TrainConfig, TrainingDiverged, evaluate, fit, make_config, model_header
+from ..data import DEV_SIZE, DataError, load_mnist
+from ..config import OPTIMIZERS, PRESETS, TrainConfig, make_config
+from ..train import Run, TrainingDiverged, train_and_save
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
 # When the server stops, how long it waits for a stopped run to be scored and saved. A run stops after its
@@ -29,20 +30,22 @@ MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model t
 # a few seconds more on a busy 2-core machine.
 SAVE_WAIT = 60.0
 MAX_POINTS = 500  # batch points per run: the curves stay light however many batches there are
-# What a page run may ask for: (low, high) for numbers, the choices for names. Every option left out keeps the
-# preset's value (epochs: DEFAULT_EPOCHS, as some presets' own are above the page's limit).
-LIMITS = {
-    "preset": tuple(PRESETS),
-    "optimizer": ("sgd", "adam", "adamw"),
-    "hidden": (1, 1024),  # each width; at most MAX_LAYERS of them
-    "channels": (1, 64),  # each cnn block's channels; at most 2 blocks
-    "lr": (1e-6, 1.0),
-    "epochs": (1, 20),
-    "batch_size": (16, 1024),
-    "train_images": (100, 60_000),  # the first n of the shuffled training split (fewer: a quicker run)
-    "dev_size": (10, 10_000),
-    "seed": (0, 2**31 - 1),
+# What a page run may ask for, the one list of it (app.py's TrainOptions is made from it): each option's JSON
+# type, and (low, high) for numbers or the choices for names. Every option left out keeps the preset's value
+# (epochs: DEFAULT_EPOCHS, as some presets' own are above the page's limit).
+OPTIONS = {
+    "preset": (str, tuple(PRESETS)),
+    "optimizer": (str, tuple(OPTIMIZERS)),
+    "hidden": (list[int], (1, 1024)),  # each width; at most MAX_LAYERS of them
+    "channels": (list[int], (1, 64)),  # each cnn block's channels; at most 2 blocks
+    "lr": (float, (1e-6, 1.0)),
+    "epochs": (int, (1, 20)),
+    "batch_size": (int, (16, 1024)),
+    "train_images": (int, (100, 60_000)),  # the first n of the shuffled training split (fewer: a quicker run)
+    "dev_size": (int, (10, DEV_SIZE)),
+    "seed": (int, (0, 2**31 - 1)),
 }
+LIMITS = {name: allowed for name, (_, allowed) in OPTIONS.items()}
 MAX_LAYERS = 3
 DEFAULT_EPOCHS = 5
 # What the page's form starts from for each preset (TrainConfig's defaults with the preset's changes).
@@ -265,17 +268,12 @@ class Trainer:
         def should_stop():
             return self._stop.is_set() or time.perf_counter() - started > self.max_seconds
 
-        history = fit(run, splits, on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
-        self._set("saving")
-        test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
-        metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "epochs": run.epoch,
-                   "stopped": history.stopped, "seconds": time.perf_counter() - started,
-                   "train_images": len(splits.y_train)}
-        if history.epochs:
-            metrics |= {"dev_accuracy": history.epochs[-1]["dev_accuracy"], "dev_loss": history.epochs[-1]["dev_loss"]}
-        header = model_header(config, history, metrics, self.dataset, trained_by="numpynn serve (the Learn tab)")
         path = self._new_path(config.preset)
-        serialize.save_model(path, run.model, header)
+        history, metrics = train_and_save(
+            run, splits, path, self.dataset, started=started, on_saving=lambda: self._set("saving"),
+            metrics={"train_images": len(splits.y_train)}, header={"trained_by": "numpynn serve (the Learn tab)"},
+            on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
+        test_accuracy = metrics["test_accuracy"]
         self.models.refresh()
         reason = history.stopped
         if reason == "interrupted":
