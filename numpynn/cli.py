@@ -260,9 +260,6 @@ def _config(config_cls, args):
         return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
     except OptionError as error:  # the config's own range checks
         raise _flag_error(error) from None
-    except ValueError as error:  # seed.py's SeedConfig still raises plain ValueErrors: "name = value is ..."
-        name, rest = str(error).split(" ", 1)
-        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None
 
 
 def _flag_error(error: OptionError) -> UsageError:

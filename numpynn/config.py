@@ -23,7 +23,7 @@ from .layers import INITS, Dropout
 from .model import ACTIVATIONS, Sequential, mlp
 from .optim import SCHEDULES, SGD, Adam, AdamW, make_schedule
 
-D, K = 784, 10  # MNIST's inputs and classes: the defaults; fit() works for any D and K
+from .shapes import D, K  # MNIST's inputs and classes: the defaults; fit() works for any D and K
 
 # The names each choice stands for. The lists of choices below are these, and model.py's ACTIVATIONS,
 # layers.py's INITS and optim.py's SCHEDULES, so a new optimizer or activation is added in one place.

@@ -33,6 +33,7 @@ import numpy as np
 
 from .checks import require
 from .idx import GZIP_MAGIC, DataError, check_pair, read_idx, read_npz
+from .shapes import DEV_SIZE  # training images held out as the dev set, unless a caller says otherwise
 
 _CHUNK = 1 << 20  # bytes read from a download or a gzip stream at once
 
@@ -437,7 +438,6 @@ def _features(images):
     return X
 
 
-DEV_SIZE = 10_000  # training images held out as the dev set, unless a caller says otherwise (as the seed did)
 
 
 def load_mnist(dataset="mnist", data_dir=None, *, dev_size=DEV_SIZE, seed=0, download=True, mirrors=None,

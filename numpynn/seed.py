@@ -26,7 +26,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .shapes import D, K  # pixels per image (784), classes (10)
+from .checks import require
+from .shapes import D, DEV_SIZE, K  # pixels per image (784), classes (10), images held out as the dev set
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class SeedConfig:
     )
     hidden: int = field(default=10, metadata={"help": "hidden units H; the seed has 10"})
     seed: int = field(default=0, metadata={"help": "seeds the train/dev shuffle and the initial weights"})
-    dev_size: int = field(default=10_000, metadata={"help": "training images held out as the dev set"})
+    dev_size: int = field(default=DEV_SIZE, metadata={"help": "training images held out as the dev set"})
     print_every: int = field(default=10, metadata={"help": "print the loss every this many iterations (0: never)"})
     block: int = field(
         default=512,
@@ -59,8 +60,7 @@ class SeedConfig:
             ("block", self.block >= 1, "use 1 or more"),
         ]
         for name, ok, fix in rules:
-            if not ok:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range: {fix}")
+            require(ok, name, getattr(self, name), fix)
 
 
 class Params(NamedTuple):

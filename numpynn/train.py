@@ -55,14 +55,9 @@ class TrainingDiverged(RuntimeError):
 
 def evaluate(model: Sequential, X, y, batch_size: int = 256) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in inference mode, in batches to bound memory."""
-    K = model.layers[-1].D_out
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(y), batch_size):
-        Z = model.forward(X[start : start + batch_size], train=False)  # (n, K)
-        loss, _ = softmax_cross_entropy(Z, y[start : start + batch_size], K)
-        loss_sum += loss * len(Z)
-        correct += int((Z.argmax(axis=1) == y[start : start + batch_size]).sum())
-    return loss_sum / len(y), correct / len(y)
+    Z = model.forward_in_batches(X, batch_size)  # (N, K) logits; K is the model's own class count
+    loss, _ = softmax_cross_entropy(Z, y, Z.shape[1])
+    return loss, float((Z.argmax(axis=1) == y).mean())
 
 
 @contextmanager
