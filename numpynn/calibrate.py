@@ -82,6 +82,13 @@ def fit_temperature(Z, y, steps: int = 50) -> float:
     return float(1 / b)
 
 
+def calibrate(model, X, y) -> float:
+    """Fit `model`'s temperature on held-out images X (N, D) with labels y (N,), set it, and return it.
+    The logits are those of the model at temperature 1: T is fitted afresh, not on top of an earlier T."""
+    model.temperature = fit_temperature(model.forward_in_batches(X), y)
+    return model.temperature
+
+
 def negative_log_likelihood(Z, y, T: float = 1.0) -> float:
     """The mean negative log-likelihood of the labels y under softmax(Z / T): what fit_temperature minimises."""
     return _nll(1 / T, np.asarray(Z, dtype=np.float64), np.asarray(y))

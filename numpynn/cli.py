@@ -147,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     evaluate.set_defaults(run=cmd_evaluate)
 
+    calibrate = commands.add_parser(
+        "calibrate", help="fit a model file's softmax temperature on its dev set, so its probabilities are honest",
+        description="Fit the temperature T of softmax(logits / T) on the dev set the model was trained beside "
+        "(the split its header names), as `numpynn train` does unless --no-calibrate, and write the model with "
+        "it. The predicted digits do not change; the test set's expected calibration error is printed before "
+        "and after.",
+    )
+    calibrate.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    calibrate.add_argument("--out", metavar="FILE", help="where to write the calibrated model (default: MODEL itself)")
+    _add_data_options(calibrate)
+    calibrate.set_defaults(run=cmd_calibrate)
+
     predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)")
     predict.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="pictures of one digit each")
@@ -391,6 +403,9 @@ def cmd_train(args) -> int:
         print(f"Interrupted after {run.epoch} full epochs; the model trained so far is saved.")
     print(f"Dev Accuracy: {100 * dev_accuracy:.2f}%")
     print(f"Test Accuracy: {100 * test_accuracy:.2f}%")
+    if "temperature" in metrics:
+        print(f"Calibrated: temperature {metrics['temperature']:.3f} fitted on the dev set; test expected calibration "
+              f"error {100 * metrics['test_ece_uncalibrated']:.2f}% -> {100 * metrics['test_ece']:.2f}%")
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
     if plot:
         written = redraw(run)  # once more: the History now says how the run ended
@@ -399,7 +414,8 @@ def cmd_train(args) -> int:
         train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
                           "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
-                          "stopped": history.stopped}))
+                          "stopped": history.stopped, "temperature": metrics.get("temperature", 1.0),
+                          "test_ece": metrics["test_ece"]}))
     return 130 if history.stopped == "interrupted" else 0
 
 
@@ -447,17 +463,25 @@ def _load_model(path):
 
 
 def cmd_evaluate(args) -> int:
+    from . import analysis
     from .data import load_raw
     from .metrics import report
 
     model, header = _load_model(args.model)
     _, _, x_test, y_test = load_raw(args.dataset, args.data, progress=False)
     X = x_test.reshape(len(x_test), -1).astype("float32") / 255  # (N, 784), as the model was trained
-    result = report(y_test.astype("int64"), model.predict(X))
+    y = y_test.astype("int64")
+    P = model.predict_proba(X)  # (N, 10) softmax(logits / T)
+    result = report(y, P.argmax(axis=1))
+    result["temperature"] = model.temperature
+    result["ece"] = analysis.expected_calibration_error(P.max(axis=1), P.argmax(axis=1) == y)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"Accuracy: {100 * result['accuracy']:.2f}%  ({result['n']} test images, model {args.model})")
+    calibrated = (f"temperature {model.temperature:.3f}" if model.temperature != 1 else
+                  "not calibrated: `numpynn calibrate MODEL` fits a temperature")
+    print(f"Expected calibration error: {100 * result['ece']:.2f}%  ({calibrated})")
     print("\nclass  precision  recall     f1  support")
     for row in result["per_class"]:
         print(f"{row['class']:>5}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}")
@@ -466,6 +490,44 @@ def cmd_evaluate(args) -> int:
     print("     " + "".join(f"{k:>6}" for k in range(10)))
     for k, row in enumerate(result["confusion"]):
         print(f"{k:>5}" + "".join(f"{n:>6}" for n in row))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import pathlib
+
+    from .calibrate import calibrate
+    from .data import load_mnist
+    from .serialize import ModelFileError, save_model
+    from .train import calibration_error, evaluate
+
+    out = pathlib.Path(args.out or args.model)
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: model files end in .npz; choose a name like model.npz")
+    _output_folder(out.parent, "--out", may_create=False, value=out)
+    model, header = _load_model(args.model)
+    split = header.get("dataset", {})
+    dev_size, seed = split.get("dev_size"), split.get("split_seed")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (dev_size, seed)) or not dev_size:
+        raise CommandError(f"{args.model}: its header does not say which dev set it was trained beside "
+                           f"(dataset.dev_size and split_seed); only files written by `numpynn train` can be calibrated")
+    splits = load_mnist(args.dataset, args.data, dev_size=dev_size, seed=seed, progress=False)
+    model.temperature = 1.0
+    before = calibration_error(model, splits.X_test, splits.y_test)
+    T = calibrate(model, splits.X_dev, splits.y_dev)
+    after = calibration_error(model, splits.X_test, splits.y_test)
+    test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
+    metrics = {**header.get("metrics", {}), "temperature": T, "test_ece_uncalibrated": before, "test_ece": after,
+               "test_loss": test_loss, "test_accuracy": test_accuracy}
+    kept = {key: value for key, value in header.items()
+            if key not in ("kind", "architecture", "format_version", "temperature", "weights_sha256", "metrics")}
+    try:
+        save_model(out, model, {**kept, "metrics": metrics})
+    except ModelFileError as error:
+        raise CommandError(str(error)) from None
+    print(f"Temperature {T:.3f} fitted on {len(splits.y_dev):,} dev images; test expected calibration error "
+          f"{100 * before:.2f}% -> {100 * after:.2f}%; test accuracy {100 * test_accuracy:.2f}% (unchanged)")
+    print(f"Model: {out}")
     return 0
 
 

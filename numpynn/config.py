@@ -100,6 +100,9 @@ class TrainConfig:
     patience: int = _opt(0, "early stopping: stop after this many epochs without a better dev accuracy (0: off)")
     seed: int = _opt(0, "seeds the split, the initial weights, the shuffling, dropout and augmentation")
     dev_size: int = _opt(DEV_SIZE, "training images held out as the dev set")
+    calibrate: bool = _opt(True, "after training, fit the softmax's temperature on the dev set so the stated "
+                           "probabilities match how often the model is right (calibrate.py); never changes "
+                           "the predicted digit")
     # Augmentation (augment.py): each training batch is transformed afresh; the dev and test sets never are.
     augment: str = _opt("none", "transform each training batch on the fly: affine (shift, rotation, scale, "
                         "shear) or elastic (Simard et al. 2003); images must be square",

@@ -5,7 +5,8 @@ The graph computes what model.forward(X, train=False) and model.predict_proba(X)
 
     input   pixels         (N, D) float32, N dynamic (D = 784: 28 x 28 pixels / 255, as numpynn trains on them)
     outputs logits         (N, K) float32, the last layer's output
-            probabilities  (N, K) float32, Softmax(logits) along each row
+            probabilities  (N, K) float32, Softmax(logits / T) along each row, T the model's temperature
+                           (1 unless it was calibrated: then a Div node comes before the Softmax)
 
     Dense        Gemm(X, W, b): W is (D_in, D_out) already, so Y = X @ W + b with no transpose
     ReLU, LeakyReLU(slope), Sigmoid, Tanh      Relu, LeakyRelu(alpha = slope), Sigmoid, Tanh
@@ -129,7 +130,12 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
         nodes[-1].output[0] = LOGITS
     else:
         nodes.append(helper.make_node("Identity", [X], [LOGITS], name="logits"))
-    nodes.append(helper.make_node("Softmax", [LOGITS], [PROBABILITIES], name="softmax", axis=-1))
+    scaled = LOGITS
+    if model.temperature != 1.0:  # calibrated: softmax(logits / T), the same probabilities as predict_proba
+        weights.append(numpy_helper.from_array(np.array(model.temperature, np.float32), "temperature"))
+        scaled = "logits_over_temperature"
+        nodes.append(helper.make_node("Div", [LOGITS, "temperature"], [scaled], name="temperature"))
+    nodes.append(helper.make_node("Softmax", [scaled], [PROBABILITIES], name="softmax", axis=-1))
     def rows(name: str, width: int):  # a float32 (N, width) tensor, N named and left free: any batch size
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])
 
@@ -139,7 +145,7 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
     proto = helper.make_model(graph, opset_imports=opset, producer_name="numpynn", producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opset))  # newer IR shuts out older runtimes
     proto.doc_string = (f"A numpynn network: {INPUT} (N, {D}) float32 -> {LOGITS} (N, {K}) and {PROBABILITIES} "
-                        f"(N, {K}) = Softmax({LOGITS}).")
+                        f"(N, {K}) = Softmax({LOGITS} / {model.temperature:g}).")
     helper.set_model_props(proto, _metadata(model, header or {}))
     try:
         onnx.checker.check_model(proto, full_check=True)  # full_check: shapes are inferred and must agree
@@ -180,7 +186,8 @@ def _metadata(model, header: dict) -> dict[str, str]:
              "exported_by": f"numpynn {__version__}",
              "architecture": json.dumps(model.spec()),
              "input": f"{INPUT}: one row per image, float32 (see preprocessing)",
-             "outputs": f"{LOGITS}: the last layer's scores; {PROBABILITIES}: Softmax({LOGITS}) per row"}
+             "outputs": f"{LOGITS}: the last layer's scores; {PROBABILITIES}: Softmax({LOGITS} / T) per row, T = "
+                          f"{model.temperature:g}"}
     for key in ("dataset", "preprocessing", "metrics"):
         if key in header:
             props[key] = json.dumps(header[key])
@@ -201,12 +208,10 @@ def compare_with_onnxruntime(proto, model, X) -> dict | None:
         import onnxruntime
     except ImportError:
         return None
-    from .losses import softmax
-
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     logits, probabilities = session.run([LOGITS, PROBABILITIES], {INPUT: X})
     Z = model.forward(X, train=False)  # (N, K)
-    return {"logits": float(np.abs(logits - Z).max()), "probabilities": float(np.abs(probabilities - softmax(Z)).max()),
+    return {"logits": float(np.abs(logits - Z).max()), "probabilities": float(np.abs(probabilities - model.probabilities(Z)).max()),
             "onnxruntime": onnxruntime.__version__}
 
 

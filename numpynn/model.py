@@ -30,6 +30,9 @@ class Sequential:
 
     def __init__(self, layers: list):
         self.layers = list(layers)
+        # The softmax's temperature T: probabilities are softmax(Z / T). Training leaves it at 1; calibration
+        # (numpynn.calibrate) fits it on held-out images afterwards. It never changes which class wins.
+        self.temperature = 1.0
 
     def forward(self, X, train: bool = True):
         for layer in self.layers:
@@ -172,9 +175,13 @@ class Sequential:
         """Z = forward(X, train=False), batch by batch (see outputs_in_batches).  (N, K)"""
         return self.outputs_in_batches(X, [-1], batch_size)[len(self.layers) - 1]
 
+    def probabilities(self, Z):
+        """P = softmax(Z / T) for logits Z (N, K) and the model's temperature T.  (N, K)"""
+        return softmax(Z / self.temperature)
+
     def predict_proba(self, X, batch_size: int = 256):
-        """P = softmax(forward(X, train=False)), batch by batch so memory stays bounded.  (N, K)"""
-        return softmax(self.forward_in_batches(X, batch_size))
+        """P = softmax(forward(X, train=False) / T), batch by batch so memory stays bounded.  (N, K)"""
+        return self.probabilities(self.forward_in_batches(X, batch_size))
 
     def predict(self, X, batch_size: int = 256):
         """The most probable class of each image.  (N,)"""

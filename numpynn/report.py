@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import analysis
+from . import analysis, losses
 from .atomic import write_atomically
 from .checks import require
 from .metrics import confusion_matrix, per_class
@@ -345,7 +345,7 @@ def pca_maps(maps: list[tuple[str, np.ndarray, np.ndarray]], y, columns: int = 3
     return fig
 
 
-def reliability(bins: dict, ece: float):
+def reliability(bins: dict, ece: float, title: str = "Reliability diagram"):
     """A reliability diagram: per confidence bin, the accuracy reached (bars) against the mean confidence
     stated (dots) and the diagonal of perfect calibration; below, how many predictions fall in each bin.
     bins: analysis.reliability_bins(...).  600 x 700 pixels."""
@@ -359,7 +359,7 @@ def reliability(bins: dict, ece: float):
                    label="accuracy in the bin")
     diagram_ax.plot(centres[used], bins["confidence"][used], "o", color="black", ms=4,
                     label="mean confidence in the bin")
-    diagram_ax.set(ylim=(0, 1.02), ylabel="accuracy", title=f"Reliability diagram: ECE = {100 * ece:.2f}%")
+    diagram_ax.set(ylim=(0, 1.02), ylabel="accuracy", title=f"{title}: ECE = {100 * ece:.2f}%")
     diagram_ax.legend(fontsize=8, loc="upper left")
     diagram_ax.grid(alpha=0.3)
     count_ax.bar(centres, np.maximum(count, 0), width=width * 0.9, color="tab:grey")
@@ -441,7 +441,8 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
         report.figures.append((name, heading, caption))
         say(f"wrote {out / name}")
 
-    P = model.predict_proba(X)  # (N, K)
+    Z = model.forward_in_batches(X)  # (N, K) logits
+    P = model.probabilities(Z)  # (N, K) softmax(Z / T), the probabilities the model states
     K = P.shape[1]
     if y.min() < 0 or y.max() >= K:
         raise ValueError(f"the labels run from {y.min()} to {y.max()}, but the model has {K} classes")
@@ -527,13 +528,28 @@ def write_report(model, header: dict, X, y, out_dir, config: ReportConfig | None
     smoothing_note = (f" This model was trained with label smoothing {smoothing:g}, which asks for "
                       f"{1 - smoothing + smoothing / K:.3g} on the right class, never 1: expect it to look "
                       f"underconfident." if smoothing else "")
+    how_to_read = ("Predictions grouped by the probability the model gave its answer. Where bars reach above the "
+                   "dots the model is right more often than it says (underconfident), below them less often "
+                   "(overconfident). The expected calibration error is the average gap, weighted by the counts")
+    T = model.temperature
+    if T != 1.0:  # calibrated: first what training alone gave, softmax(Z), then what the model now states
+        raw = losses.softmax(Z).max(axis=1)  # (N,) the confidence at temperature 1; the answers are the same
+        raw_ece = analysis.expected_calibration_error(raw, correct, config.bins)
+        emit("calibration-before.png",
+             reliability(analysis.reliability_bins(raw, correct, config.bins), raw_ece, "Before calibration"),
+             "Calibration before the temperature",
+             f"{how_to_read}: {100 * raw_ece:.2f}% over {len(y)} test images in {config.bins} bins, for the "
+             f"probabilities training alone gave (temperature 1).{smoothing_note}")
+        smoothing_note = ""
     bins = analysis.reliability_bins(confidence, correct, config.bins)
     report.ece = analysis.expected_calibration_error(confidence, correct, config.bins)
-    emit("calibration.png", reliability(bins, report.ece), "Calibration",
-         f"Predictions grouped by the probability the model gave its answer. Where bars reach above the dots the "
-         f"model is right more often than it says (underconfident), below them less often (overconfident). "
-         f"The expected calibration error is the average gap, weighted by the counts: "
-         f"{100 * report.ece:.2f}% over {len(y)} test images in {config.bins} bins.{smoothing_note}")
+    fitted = (f" The probabilities are softmax(logits / T) with T = {T:.3f}, fitted on the dev set after "
+              f"training (calibrate.py); the predicted digits are the same." if T != 1.0 else
+              " This model is not calibrated (temperature 1): `numpynn train` fits one unless --no-calibrate.")
+    emit("calibration.png", reliability(bins, report.ece, "After calibration" if T != 1.0 else "Reliability diagram"),
+         "Calibration",
+         f"{how_to_read}: {100 * report.ece:.2f}% over {len(y)} test images in {config.bins} bins.{fitted}"
+         f"{smoothing_note}")
 
     _write_index(out / "index.html", report, title, model, len(y))
     say(f"wrote {out / 'index.html'}")

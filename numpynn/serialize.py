@@ -2,6 +2,7 @@
 
 A model file holds
 - `__header__`: a 0-d unicode array with JSON: the format version, the architecture (`Sequential.spec()`),
+  the softmax's temperature (`Sequential.temperature`, 1 unless calibrated; files without it mean 1),
   the preprocessing, the training config, the dataset, the metrics and the numpynn version;
 - `model/<name>`: every entry of `Sequential.state_dict()` (weights, BatchNorm statistics), each Dropout
   generator's state as JSON text in a 0-d string array (`encode_state`; `load` decodes it);
@@ -22,8 +23,9 @@ in this order, each failure one line of ModelFileError naming the file:
 3. the format version (FORMAT_VERSION), then the architecture: a list of known layers whose sizes are
    integers and whose float dtypes are float32 or float64, with at most MAX_PARAMETERS parameters; from it, the
    exact name, shape and dtype of every array the file must hold (`_layer_state`: no model is built yet);
-4. the kind ("model" or "checkpoint") and the fields the interfaces print: dataset (a known one), metrics
-   (numbers or text), preprocessing and config (objects), and for a checkpoint the config and trainer objects;
+4. the kind ("model" or "checkpoint") and the fields the interfaces print or use: dataset (a known one),
+   metrics (numbers or text), preprocessing and config (objects), the temperature (a number in
+   [calibrate.T_MIN, calibrate.T_MAX]), and for a checkpoint the config and trainer objects;
 5. the members are exactly the expected ones (optimizer buffers and best/ either all there or none), and each
    member's declared size is what its array needs, so a member cannot claim more memory than the architecture;
 6. each array: its .npy header parsed with bounds (npyfile.read_array), its dtype and shape the expected ones,
@@ -51,6 +53,7 @@ import zlib
 import numpy as np
 
 from .atomic import write_atomically
+from .calibrate import T_MAX, T_MIN
 from . import shapes
 from .npyfile import FLOATS, INTEGERS, MAX_HEADER as MAX_NPY_HEADER, NpyError, member_problem, read_array
 
@@ -240,7 +243,8 @@ def join(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def save_model(path, model, header: dict) -> pathlib.Path:
     """A model file: the model's arrays under model/ and a header describing it (see the module docstring)."""
-    return save(path, join("model", model.state_dict()), {"kind": "model", "architecture": model.spec(), **header})
+    return save(path, join("model", model.state_dict()),
+                {"kind": "model", "architecture": model.spec(), "temperature": model.temperature, **header})
 
 
 def load_model(path):
@@ -269,6 +273,7 @@ def _build(path, header, state):
         model = Sequential.from_spec(header["architecture"], state=state)  # the file's weights, none drawn
     except (KeyError, TypeError, ValueError) as error:  # an option a layer refuses, e.g. p = 2 for Dropout
         raise ModelFileError(f"{path}: the architecture in the header is invalid ({_one_line(error)})") from None
+    model.temperature = float(header.get("temperature", 1.0))  # checked by _check_fields
     _check_digits(path, model)
     return model
 
@@ -389,6 +394,10 @@ def _check_fields(path, header) -> None:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (value is None or isinstance(value, str) or (number and math.isfinite(value))):
             raise ModelFileError(f"{path}: the header's metric {_short(name)} is {_short(value)}, not a number")
+    T = header.get("temperature", 1.0)
+    if isinstance(T, bool) or not isinstance(T, (int, float)) or not T_MIN <= T <= T_MAX:  # NaN fails too
+        raise ModelFileError(f"{path}: the header's temperature is {_short(T)}; it must be a number from "
+                             f"{T_MIN:g} to {T_MAX:g} (1 when not calibrated)")
     if not isinstance(header.get("numpynn_version", ""), str):
         raise ModelFileError(f"{path}: the header's numpynn_version is not text")
 

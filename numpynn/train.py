@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import diagnostics, serialize
+from . import analysis, diagnostics, serialize
+from .calibrate import calibrate
 from .checks import require
 from .losses import softmax_cross_entropy
 from .model import Sequential
@@ -54,9 +55,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def evaluate(model: Sequential, X, y, batch_size: int = 256) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in inference mode, in batches to bound memory."""
+    """(mean loss, accuracy) of the model in inference mode, in batches to bound memory. The loss is that of
+    the probabilities the model states, softmax(Z / T) with its temperature T (1 unless calibrated)."""
     Z = model.forward_in_batches(X, batch_size)  # (N, K) logits; K is the model's own class count
-    loss, _ = softmax_cross_entropy(Z, y, Z.shape[1])
+    loss, _ = softmax_cross_entropy(Z / model.temperature, y, Z.shape[1])
     return loss, float((Z.argmax(axis=1) == y).mean())
 
 
@@ -304,16 +306,28 @@ def train_and_save(run: Run, splits, path, dataset: str, *, started: float | Non
     history = fit(run, splits, **hooks)
     if on_saving is not None:
         on_saving()
-    test_loss, test_accuracy = evaluate(run.model, splits.X_test, splits.y_test)
     has_dev = splits.X_dev is not None and len(splits.X_dev) > 0
-    dev_loss, dev_accuracy = evaluate(run.model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
+    model, scores = run.model, {}
+    if run.config.calibrate and has_dev:  # the dev set fits T; the test set only judges it
+        scores["test_ece_uncalibrated"] = calibration_error(model, splits.X_test, splits.y_test)
+        scores["temperature"] = calibrate(model, splits.X_dev, splits.y_dev)
+    test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
+    dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
     scores = {
         "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "test_ece": calibration_error(model, splits.X_test, splits.y_test), **scores,
         "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped,
         "seconds": time.perf_counter() - started, **(metrics or {}),
     }
     serialize.save_model(path, run.model, model_header(run.config, history, scores, dataset, **(header or {})))
     return history, scores
+
+
+def calibration_error(model, X, y, n_bins: int = 10) -> float:
+    """The expected calibration error of the model's probabilities on (X, y), in n_bins bins, as the report
+    draws it (analysis.expected_calibration_error)."""
+    P = model.predict_proba(X)  # (N, K)
+    return analysis.expected_calibration_error(P.max(axis=1), P.argmax(axis=1) == y, n_bins)
 
 
 def model_header(config: TrainConfig, history: History, metrics: dict, dataset: str, **extra) -> dict:

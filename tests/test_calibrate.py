@@ -74,3 +74,121 @@ def test_bad_inputs_are_one_option_error(Z, y, name):
         fit_temperature(Z, y)
     assert caught.value.name == name
     assert "\n" not in str(caught.value)
+
+
+# The temperature through the engine, the file format and the commands.
+
+import json  # noqa: E402
+
+from numpynn import serialize  # noqa: E402
+from numpynn.calibrate import calibrate  # noqa: E402
+from numpynn.losses import softmax  # noqa: E402
+from numpynn.model import mlp  # noqa: E402
+
+from .conftest import run_cli  # noqa: E402
+
+FAST = ["--hidden", "32", "--epochs", "3", "--batch-size", "16", "--dev-size", "40", "--quiet"]
+
+
+def test_the_temperature_divides_the_logits_everywhere_the_model_states_probabilities():
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    X = np.random.default_rng(1).random((5, 784)).astype(np.float32)
+    Z = model.forward(X, train=False)
+    model.temperature = 2.0
+    assert np.allclose(model.predict_proba(X), softmax(Z / 2), atol=1e-7)
+    assert np.allclose(model.probabilities(Z), softmax(Z / 2), atol=1e-7)
+    assert (model.predict(X) == Z.argmax(axis=1)).all()
+
+
+def test_calibrate_sets_the_fitted_temperature_from_the_logits_at_t_1():
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    X = np.random.default_rng(1).random((300, 784)).astype(np.float32)
+    y = model.predict(X)  # labels the model gets right every time: the best T is sharper than 1
+    model.temperature = 7.0  # an earlier T is not built upon
+    T = calibrate(model, X, y)
+    assert model.temperature == T == fit_temperature(model.forward(X, train=False), y) and T < 1
+
+
+def test_the_temperature_round_trips_and_old_files_mean_1(tmp_path):
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    model.temperature = 0.5
+    serialize.save_model(tmp_path / "m.npz", model, {})
+    loaded, header = serialize.load_model(tmp_path / "m.npz")
+    assert loaded.temperature == header["temperature"] == 0.5
+    arrays, header = serialize.load(tmp_path / "m.npz")
+    del header["temperature"]  # a file written before models had a temperature
+    serialize.save(tmp_path / "old.npz", arrays, header)
+    assert serialize.load_model(tmp_path / "old.npz")[0].temperature == 1.0
+
+
+@pytest.mark.parametrize("T", [0, -1, 1e6, "1", True, None, [1], float("nan"), float("inf")])
+def test_a_bad_temperature_in_a_file_is_one_line(tmp_path, T):
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    arrays, header = serialize.load(serialize.save_model(tmp_path / "m.npz", model, {}))
+    serialize.save(tmp_path / "bad.npz", arrays, {**header, "temperature": T})
+    with pytest.raises(serialize.ModelFileError, match="temperature") as caught:
+        serialize.load_model(tmp_path / "bad.npz")
+    assert "\n" not in str(caught.value)
+
+
+def test_train_calibrates_on_the_dev_set_unless_told_not_to(tmp_path, tiny_mnist, capsys):
+    code, out, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "c.npz", "--json")
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    model, header = serialize.load_model(tmp_path / "c.npz")
+    assert summary["temperature"] == header["metrics"]["temperature"] == model.temperature != 1.0
+    assert {"test_ece", "test_ece_uncalibrated"} <= header["metrics"].keys()
+    code, out, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--no-calibrate",
+                             "--out", tmp_path / "u.npz", "--json")
+    assert code == 0, err
+    model, header = serialize.load_model(tmp_path / "u.npz")
+    assert model.temperature == 1.0 and "temperature" not in header["metrics"]
+    assert json.loads(out.splitlines()[-1])["temperature"] == 1.0
+
+
+def test_numpynn_calibrate_fits_the_same_temperature_as_train(tmp_path, tiny_mnist, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "c.npz")
+    assert code == 0, err
+    trained, header = serialize.load_model(tmp_path / "c.npz")
+    code, out, err = run_cli(capsys, "calibrate", tmp_path / "c.npz", "--data", tiny_mnist, "--out", tmp_path / "r.npz")
+    assert code == 0, err
+    assert "test expected calibration error" in out and "(unchanged)" in out
+    again, new_header = serialize.load_model(tmp_path / "r.npz")
+    assert again.temperature == pytest.approx(trained.temperature, rel=1e-9)
+    assert new_header["config"] == header["config"] and new_header["history"] == header["history"]
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "r.npz", "--data", tiny_mnist)
+    assert code == 0 and f"temperature {again.temperature:.3f}" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--out", "x.txt"], "end in .npz"),
+    (["--out", "/no/such/dir/x.npz"], "no such folder"),
+])
+def test_bad_calibrate_calls_are_one_line(tmp_path, tiny_mnist, capsys, argv, needle):
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    serialize.save_model(tmp_path / "m.npz", model, {})  # no dataset in the header
+    code, _, err = run_cli(capsys, "calibrate", tmp_path / "m.npz", "--data", tiny_mnist, *argv)
+    assert code == 2 and needle in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "calibrate", tmp_path / "m.npz", "--data", tiny_mnist)
+    assert code == 1 and "which dev set" in err and err.count("\n") == 1
+
+
+def test_the_report_draws_calibration_before_and_after(tmp_path, tiny_mnist, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "c.npz")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "report", tmp_path / "c.npz", "--data", tiny_mnist, "--out", tmp_path / "r")
+    assert code == 0, err
+    assert (tmp_path / "r" / "calibration-before.png").is_file() and (tmp_path / "r" / "calibration.png").is_file()
+    assert "fitted on the dev set" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_an_exported_calibrated_model_gives_the_calibrated_probabilities():
+    pytest.importorskip("onnxruntime")
+    from numpynn.export import check_batch, compare_with_onnxruntime, to_onnx
+
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    model.temperature = 0.25  # sharp: the probabilities differ a lot from softmax(logits)
+    difference = compare_with_onnxruntime(to_onnx(model), model, check_batch())
+    assert difference["logits"] < 1e-5 and difference["probabilities"] < 1e-5
+    model.temperature = 1.0  # and the graph without a Div node still matches
+    assert compare_with_onnxruntime(to_onnx(model), model, check_batch())["probabilities"] < 1e-5

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..losses import softmax
 from ..shapes import SIDE, D, K  # what the page draws and shows: 28x28 digits, 10 classes
 ACTIVATIONS = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh"}
 POOLS = {"MaxPool2D", "AvgPool2D", "GlobalAvgPool"}
@@ -60,7 +59,7 @@ class Inside:
         """x: (784,) float32, a prepared digit. Returns P (10,) and the shown layers' outputs, one per entry of
         describe(), each (H,) or (C, h, w)."""
         outputs = self.model.activations(x.reshape(1, D))  # one array per layer, each (1, ...)
-        P = softmax(outputs[-1])[0]                          # (10,)
+        P = self.model.probabilities(outputs[-1])[0]        # (10,) softmax(logits / T)
         return P, [outputs[i][0] for i in self.shown]
 
     def weights(self, layer: int, unit: int) -> tuple[np.ndarray, list[int]]:
