@@ -24,7 +24,8 @@ import warnings
 
 import numpy as np
 
-from .checks import OptionError
+from .calibrate import calibrate
+from .checks import OptionError, require
 from .config import TrainConfig, make_config, preset_values
 from .train import Run, fit
 
@@ -50,7 +51,11 @@ class MLPClassifier:
     The defaults are those of `numpynn train` (its mlp preset): one hidden layer of 800 ReLUs, SGD with momentum
     0.9 at lr 0.1 on a cosine schedule, label smoothing 0.1, batches of 128, 20 epochs. The one difference is
     the data: fit trains on all of X, with no dev set held out and no early stopping. weight_decay=None is
-    the optimizer's own default: 0 for sgd and adam, 0.01 for adamw."""
+    the optimizer's own default: 0 for sgd and adam, 0.01 for adamw.
+
+    calibration_fraction: the share of X (drawn by random_state) held out of training to fit the softmax's
+    temperature afterwards (numpynn.calibrate), as `numpynn train` does on its dev set; 0 (the default)
+    trains on all of X and leaves predict_proba uncalibrated. Calibration never changes predict."""
 
     def __init__(self, hidden_layer_sizes=MLP["hidden"], activation=MLP["activation"], init=MLP["init"],
                  dropout=MLP["dropout"], batchnorm=MLP["batchnorm"], optimizer=MLP["optimizer"], lr=MLP["lr"],
@@ -58,7 +63,7 @@ class MLPClassifier:
                  beta1=MLP["beta1"], beta2=MLP["beta2"], eps=MLP["eps"], schedule=MLP["schedule"],
                  warmup_epochs=MLP["warmup_epochs"], step_epochs=MLP["step_epochs"], gamma=MLP["gamma"],
                  clip_norm=MLP["clip_norm"], label_smoothing=MLP["label_smoothing"], batch_size=MLP["batch_size"],
-                 epochs=MLP["epochs"], random_state=MLP["seed"], verbose=False):
+                 epochs=MLP["epochs"], random_state=MLP["seed"], calibration_fraction=0.0, verbose=False):
         # sklearn's rule: store the arguments untouched. clone() and set_params rely on it; fit checks them.
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -82,6 +87,7 @@ class MLPClassifier:
         self.batch_size = batch_size
         self.epochs = epochs
         self.random_state = random_state
+        self.calibration_fraction = calibration_fraction
         self.verbose = verbose
 
     def fit(self, X, y):
@@ -96,9 +102,19 @@ class MLPClassifier:
             raise ValueError("Unknown label type: mixed. Use labels of one type: all numbers or all strings") from None
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y has 1 class: {classes}")
+        f = self.calibration_fraction
+        require(isinstance(f, (int, float, np.floating)) and not isinstance(f, bool) and 0 <= f < 1,
+                "calibration_fraction", f, "use a fraction in [0, 1), e.g. 0.1; 0 does not calibrate")
+        y_index = y_index.astype(np.int64)
+        held = np.zeros(len(X), bool)  # (N,) the rows kept out of training to fit the temperature
+        if f > 0:
+            held[np.random.default_rng(config.seed).permutation(len(X))[: max(1, round(f * len(X)))]] = True
+            require(not held.all(), "calibration_fraction", f, "leave some rows to train on: use a smaller fraction")
         run = Run.start(config, D=X.shape[1], K=len(classes))
-        splits = types.SimpleNamespace(X_train=X, y_train=y_index.astype(np.int64), X_dev=None, y_dev=None)
+        splits = types.SimpleNamespace(X_train=X[~held], y_train=y_index[~held], X_dev=None, y_dev=None)
         history = fit(run, splits, log=print if self.verbose else None)  # raises TrainingDiverged on NaN or inf
+        if held.any():
+            calibrate(run.model, X[held], y_index[held])
         if history.stopped == "interrupted":
             warnings.warn(f"training was interrupted (Ctrl-C) after {run.epoch} of {config.epochs} epochs; "
                           "the model keeps the weights it had reached", RuntimeWarning, stacklevel=2)
@@ -157,8 +173,8 @@ class MLPClassifier:
         """The TrainConfig of these parameters; make_config checks each one's type and range."""
         options = {}
         for name, value in self.get_params().items():
-            if name == "verbose":
-                continue  # what fit prints, not how it trains
+            if name in ("verbose", "calibration_fraction"):
+                continue  # what fit prints, and what it does after training: not TrainConfig's
             if name == "random_state" and value is None:
                 value = int(np.random.SeedSequence().entropy)  # sklearn's None: fresh randomness on every fit
             if isinstance(value, np.generic):

@@ -192,3 +192,20 @@ def test_an_exported_calibrated_model_gives_the_calibrated_probabilities():
     assert difference["logits"] < 1e-5 and difference["probabilities"] < 1e-5
     model.temperature = 1.0  # and the graph without a Div node still matches
     assert compare_with_onnxruntime(to_onnx(model), model, check_batch())["probabilities"] < 1e-5
+
+
+def test_the_estimator_calibrates_on_a_held_out_fraction_when_asked():
+    from numpynn.estimator import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 20)).astype(np.float32)
+    y = np.where(X[:, 0] + 0.3 * rng.standard_normal(300) > 0.5, "big", "small")  # noisy labels: T matters
+    plain = MLPClassifier(hidden_layer_sizes=(8,), epochs=3, batch_size=32).fit(X, y)
+    assert plain.model_.temperature == 1.0
+    held = MLPClassifier(hidden_layer_sizes=(8,), epochs=3, batch_size=32, calibration_fraction=0.2).fit(X, y)
+    assert held.model_.temperature != 1.0
+    P = held.predict_proba(X)
+    assert np.allclose(P, softmax(held.model_.forward(X, train=False) / held.model_.temperature), atol=1e-6)
+    for bad in (-0.1, 1.0, "0.1", True):
+        with pytest.raises(OptionError, match="calibration_fraction"):
+            MLPClassifier(epochs=1, calibration_fraction=bad).fit(X, y)

@@ -83,7 +83,7 @@ def test_defaults_are_the_mlp_presets():
     changes (lr 0.1 and label smoothing 0.1, not TrainConfig's bare 0.05 and 0), and help() says so."""
     preset = make_config("mlp")
     for name, parameter in inspect.signature(MLPClassifier).parameters.items():
-        if name == "verbose":  # the only parameter that is not a training option
+        if name in ("verbose", "calibration_fraction"):  # not training options: what fit prints, what it holds out
             continue
         field = TO_CONFIG.get(name, name)
         if name == "weight_decay":  # None: the optimizer's own, which for the preset's SGD is the preset's 0
@@ -93,6 +93,7 @@ def test_defaults_are_the_mlp_presets():
     assert MLPClassifier().lr == 0.1 and MLPClassifier().label_smoothing == 0.1
     assert MLPClassifier()._config() == preset
     assert "mlp preset" in MLPClassifier.__doc__ and "lr 0.1" in MLPClassifier.__doc__
+    assert "calibration_fraction" in MLPClassifier.__doc__  # the one difference from the preset, and why
 
 
 def test_get_params_set_params_round_trip_and_clone():
