@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from numpynn.abstain import choose_threshold, not_sure
+from numpynn.abstain import choose_ink_limit, choose_threshold, not_sure
 from numpynn.checks import OptionError
 
 FIXTURES = pathlib.Path(__file__).with_name("fixtures")
@@ -117,3 +117,29 @@ def test_script_makes_the_fixture_again():
             stored = f[name]
             assert stored.dtype == array.dtype and stored.shape == array.shape, name
             assert stored.tobytes() == array.tobytes(), f"{name} differs: run tests/fixtures/make_drawings.py"
+
+
+def test_ink_limit_by_hand():
+    # Five dev images whose ink (mean pixel) is 0.10, 0.30, 0.20, 0.25, 0.15. Decreasing: 0.30 0.25 0.20 0.15
+    # 0.10. With a = 0.2, m = floor(0.2 * 5) = 1, u = the 2nd largest = 0.25: only 0.30 exceeds it.
+    X = np.array([0.10, 0.30, 0.20, 0.25, 0.15])[:, None] * np.ones((1, 784))   # (5, 784)
+    u = choose_ink_limit(X, 0.2)
+    assert u == pytest.approx(0.25)
+    P = rows_with_top([0.99] * 5)                                     # sure of every one
+    assert not_sure(P, 0.5, X, u).tolist() == [False, True, False, False, False]
+    assert not_sure(P, 0.995, X, u).all()                             # either test is enough
+    assert choose_ink_limit(X.reshape(5, 28, 28), 0.0) == pytest.approx(0.30)   # 28x28 images too: none over
+
+
+@pytest.mark.parametrize("X, u, name", [
+    (np.full((2, 784), 0.1), None, "ink_limit"),                      # X without a limit
+    (None, 0.3, "ink_limit"),                                         # a limit without X
+    (np.full((3, 784), 0.1), 0.3, "X.shape"),                         # not one image per row of P
+    (np.full((2, 100), 0.1), 0.3, "X.shape"),
+    (np.full((2, 784), 25), 0.3, "X"),                                # bytes, not [0, 1]
+    (np.full((2, 784), 0.1), 1.5, "ink_limit"),
+])
+def test_not_sure_refuses_bad_ink_arguments(X, u, name):
+    with pytest.raises(OptionError) as caught:
+        not_sure(rows_with_top([0.9, 0.5]), 0.6, X, u)
+    assert caught.value.name == name and "\n" not in str(caught.value)
