@@ -8,13 +8,15 @@ What it does
     For each dev abstain rate a (--rates), the threshold t = abstain.choose_threshold(P_dev, a), and then the
     share answered "not sure" (p_max < t) of the MNIST test digits, the drawn digits, each kind of non-digit
     and all non-digits; then the same with the ink limit too (p_max < t or ink > u: abstain.py says why), u
-    chosen for 0.1 % of dev and t for a - 0.1 %. The goal (issue 15): >= 70 % of non-digits at <= 5 % of drawn digits; stretch 80 % at 3 %.
-    A second table compares other measures of doubt with the same rule (the threshold on the measure chosen
-    on dev at rate a): the margin P_(1) - P_(2) between the top two, the negated entropy sum_k P_k log P_k, and the
-    energy log sum_k exp(z_k / T).
+    chosen for 0.1 % of dev and t for a - 0.1 %. The goal (issue 15): >= 70 % of non-digits at <= 5 % of
+    drawn digits; stretch 80 % at 3 %.
+    Two more tables compare other measures of doubt with the same rule (the threshold on the measure chosen on
+    dev at rate a), and at the same share of drawn digits: the margin P_(1) - P_(2) between the top two, the
+    negated entropy sum_k P_k log P_k, and the energy log sum_k exp(z_k / T).
 
 Usage:  .venv/bin/python benchmarks/not_sure.py [--model PATH] [--temperature T] [--data DIR] [--json PATH]
-A few seconds for the cnn preset on 2 cores (21,000 images through the network, once).
+A few seconds for the cnn preset on 2 cores (21,000 images through the network, once). The results, and what
+they say: docs/not-sure.md.
 """
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ Why these two. On the drawn digits and non-digits of tests/fixtures/drawings.npz
 
 Limits: a network trained only on digits is sure of many drawings that are no digit (measured: an H, M, V
 or W read as a 4, a D as a 0, a "!" as a 1): neither test catches those. That needs a reject option learned
-from non-digits; docs/not-sure.md sketches one. The limits belong to one model and one temperature: choose
-them again for another. NumPy only.
+from non-digits; docs/not-sure.md sketches one and gives the measurements. The limits belong to one model and
+one temperature: choose them again for another. NumPy only.
 """
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ def test_fixture_holds_what_it_says():
                                                                            "symbol")}
     letters = set(d["other_names"][d["other_kinds"] == "letter"].tolist())
     assert len(letters) == 20 and not letters & set("OISZBG")        # no letter that looks like a digit
-    assert {"1-base", "4-open", "4-square", "5-bar", "7-crossbar"} <= set(d["digit_styles"].tolist())  # detached strokes
+    detached = {"1-base", "4-open", "4-square", "5-bar", "7-crossbar"}  # digits drawn in several strokes
+    assert detached <= set(d["digit_styles"].tolist())
     for images in (d["digits"], d["others"]):                         # prepared as the server does: ink up to 255
         assert (images.reshape(500, -1).max(axis=1) == 255).all()
 
