@@ -41,6 +41,23 @@ import numpy as np
 
 from .checks import require
 
+DEV_RATE = 0.03  # the share of dev digits the top-probability test may answer "not sure"
+INK_RATE = 0.001  # the share the ink test may: what no digit looks like
+
+
+def choose_rule(P_dev, X_dev) -> dict:
+    """A model's rule, chosen on its dev digits: {"threshold": t, "ink_limit": u, "dev_rate": DEV_RATE},
+    what `numpynn train` stores in the model file's header as "not_sure"."""
+    return {"threshold": choose_threshold(P_dev, DEV_RATE), "ink_limit": choose_ink_limit(X_dev, INK_RATE),
+            "dev_rate": DEV_RATE}
+
+
+def apply_rule(rule: dict | None, P, X) -> np.ndarray:
+    """not_sure with a stored rule (choose_rule's dict); a model file without one (None) is always sure: (N,)"""
+    if rule is None:
+        return np.zeros(len(P), bool)
+    return not_sure(P, rule["threshold"], X, rule["ink_limit"])
+
 
 def choose_threshold(P_dev, max_abstain: float) -> float:
     """The largest t such that at most a fraction max_abstain of the rows of P_dev have p_max < t.

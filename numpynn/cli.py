@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)")
     predict.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="pictures of one digit each")
-    predict.add_argument("--json", action="store_true", help="print a JSON list: file, digit, probabilities")
+    predict.add_argument("--json", action="store_true", help="print a JSON list: file, digit, not_sure, probabilities")
     predict.add_argument(
         "--show-input", metavar="DIR", help="save the 28x28 each picture became (what the network saw) in DIR"
     )
@@ -496,6 +496,7 @@ def cmd_evaluate(args) -> int:
 def cmd_calibrate(args) -> int:
     import pathlib
 
+    from .abstain import choose_rule
     from .calibrate import calibrate
     from .data import load_mnist
     from .serialize import ModelFileError, save_model
@@ -517,12 +518,13 @@ def cmd_calibrate(args) -> int:
     T = calibrate(model, splits.X_dev, splits.y_dev)
     after = calibration_error(model, splits.X_test, splits.y_test)
     test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
+    rule = choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)  # chosen again: P has changed
     metrics = {**header.get("metrics", {}), "temperature": T, "test_ece_uncalibrated": before, "test_ece": after,
                "test_loss": test_loss, "test_accuracy": test_accuracy}
     kept = {key: value for key, value in header.items()
             if key not in ("kind", "architecture", "format_version", "temperature", "weights_sha256", "metrics")}
     try:
-        save_model(out, model, {**kept, "metrics": metrics})
+        save_model(out, model, {**kept, "metrics": metrics, "not_sure": rule})
     except ModelFileError as error:
         raise CommandError(str(error)) from None
     print(f"Temperature {T:.3f} fitted on {len(splits.y_dev):,} dev images; test expected calibration error "
@@ -536,18 +538,22 @@ def cmd_predict(args) -> int:
 
     import numpy as np
 
+    from .abstain import apply_rule
     from .images import ImageError, prepare, to_png
 
     folder = _output_folder(args.show_input, "--show-input", may_create=False) if args.show_input else None
-    model, _ = _load_model(args.model)
+    model, header = _load_model(args.model)
     try:
         digits = [prepare(path) for path in args.images]  # each (28, 28) in [0, 1]
     except ImageError as error:
         raise CommandError(str(error)) from None
-    P = model.predict_proba(np.stack(digits).reshape(len(digits), -1))  # (n, 10)
+    X = np.stack(digits).reshape(len(digits), -1)  # (n, 784)
+    P = model.predict_proba(X)  # (n, 10)
+    unsure = apply_rule(header.get("not_sure"), P, X)  # (n,) the model file's rule; none: always an answer
     results = []
-    for path, digit, p in zip(args.images, digits, P):
-        result = {"file": path, "digit": int(p.argmax()), "probabilities": [round(float(q), 6) for q in p]}
+    for path, digit, p, u in zip(args.images, digits, P, unsure):
+        result = {"file": path, "digit": int(p.argmax()), "not_sure": bool(u),
+                  "probabilities": [round(float(q), 6) for q in p]}
         if args.show_input:
             seen = folder / (pathlib.Path(path).stem + ".input.png")
             try:
@@ -562,7 +568,8 @@ def cmd_predict(args) -> int:
     for r in results:
         top = sorted(range(10), key=lambda k: -r["probabilities"][k])[:3]
         others = ", ".join(f"{k}: {100 * r['probabilities'][k]:.1f}%" for k in top[1:])
-        print(f"{r['file']}: {r['digit']}  ({100 * r['probabilities'][r['digit']]:.1f}%; then {others})")
+        answer = f"not sure  (maybe {r['digit']}: " if r["not_sure"] else f"{r['digit']}  ("
+        print(f"{r['file']}: {answer}{100 * r['probabilities'][r['digit']]:.1f}%; then {others})")
         if "input" in r:
             print(f"  the network saw: {r['input']}")
     return 0

@@ -25,7 +25,8 @@ in this order, each failure one line of ModelFileError naming the file:
    exact name, shape and dtype of every array the file must hold (`_layer_state`: no model is built yet);
 4. the kind ("model" or "checkpoint") and the fields the interfaces print or use: dataset (a known one),
    metrics (numbers or text), preprocessing and config (objects), the temperature (a number in
-   [calibrate.T_MIN, calibrate.T_MAX]), and for a checkpoint the config and trainer objects;
+   [calibrate.T_MIN, calibrate.T_MAX]), the "not sure" rule (numbers in [0, 1], abstain.choose_rule), and for
+   a checkpoint the config and trainer objects;
 5. the members are exactly the expected ones (optimizer buffers and best/ either all there or none), and each
    member's declared size is what its array needs, so a member cannot claim more memory than the architecture;
 6. each array: its .npy header parsed with bounds (npyfile.read_array), its dtype and shape the expected ones,
@@ -398,6 +399,12 @@ def _check_fields(path, header) -> None:
     if isinstance(T, bool) or not isinstance(T, (int, float)) or not T_MIN <= T <= T_MAX:  # NaN fails too
         raise ModelFileError(f"{path}: the header's temperature is {_short(T)}; it must be a number from "
                              f"{T_MIN:g} to {T_MAX:g} (1 when not calibrated)")
+    rule = header.get("not_sure")
+    if rule is not None and not (isinstance(rule, dict) and all(
+            isinstance(rule.get(key), (int, float)) and not isinstance(rule.get(key), bool)
+            and 0 <= rule[key] <= 1 for key in ("threshold", "ink_limit"))):  # NaN fails too
+        raise ModelFileError(f"{path}: the header's not_sure rule is {_short(rule)}; it must hold a threshold "
+                             "and an ink_limit, each a number from 0 to 1")
     if not isinstance(header.get("numpynn_version", ""), str):
         raise ModelFileError(f"{path}: the header's numpynn_version is not text")
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import analysis, diagnostics, serialize
+from . import abstain, analysis, diagnostics, serialize
 from .calibrate import calibrate
 from .checks import require
 from .losses import softmax_cross_entropy
@@ -311,6 +311,9 @@ def train_and_save(run: Run, splits, path, dataset: str, *, started: float | Non
     if run.config.calibrate and has_dev:  # the dev set fits T; the test set only judges it
         scores["test_ece_uncalibrated"] = calibration_error(model, splits.X_test, splits.y_test)
         scores["temperature"] = calibrate(model, splits.X_dev, splits.y_dev)
+    header = dict(header or {})
+    if has_dev:  # when to answer "not sure": chosen on the dev digits, with the probabilities as now stated
+        header["not_sure"] = abstain.choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)
     test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
     dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
     scores = {
@@ -319,7 +322,7 @@ def train_and_save(run: Run, splits, path, dataset: str, *, started: float | Non
         "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped,
         "seconds": time.perf_counter() - started, **(metrics or {}),
     }
-    serialize.save_model(path, run.model, model_header(run.config, history, scores, dataset, **(header or {})))
+    serialize.save_model(path, run.model, model_header(run.config, history, scores, dataset, **header))
     return history, scores
 
 

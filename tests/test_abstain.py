@@ -144,3 +144,95 @@ def test_not_sure_refuses_bad_ink_arguments(X, u, name):
     with pytest.raises(OptionError) as caught:
         not_sure(rows_with_top([0.9, 0.5]), 0.6, X, u)
     assert caught.value.name == name and "\n" not in str(caught.value)
+
+
+# The rule stored in a model file, and what predict and the page answer with it.
+
+import json  # noqa: E402
+
+from numpynn import serialize  # noqa: E402
+from numpynn.abstain import DEV_RATE, INK_RATE, apply_rule, choose_rule  # noqa: E402
+from numpynn.model import mlp  # noqa: E402
+
+from .conftest import run_cli  # noqa: E402
+
+FAST = ["--hidden", "16", "--epochs", "2", "--batch-size", "16", "--dev-size", "40", "--quiet"]
+
+
+def test_choose_rule_and_apply_rule():
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(10) * 0.3, 400)
+    X = rng.random((400, 784)) * 0.4
+    rule = choose_rule(P, X)
+    assert rule == {"threshold": choose_threshold(P, DEV_RATE), "ink_limit": choose_ink_limit(X, INK_RATE),
+                    "dev_rate": DEV_RATE}
+    assert (apply_rule(rule, P, X) == not_sure(P, rule["threshold"], X, rule["ink_limit"])).all()
+    assert apply_rule(rule, P, X).mean() <= DEV_RATE + INK_RATE
+    assert not apply_rule(None, P, X).any()  # a file without a rule: always an answer
+
+
+def test_train_stores_the_rule_chosen_on_the_dev_set(tmp_path, tiny_mnist, capsys):
+    from numpynn.data import load_mnist
+
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    model, header = serialize.load_model(tmp_path / "m.npz")
+    splits = load_mnist(data_dir=tiny_mnist, dev_size=40, seed=0, progress=False)
+    assert header["not_sure"] == choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)
+
+
+def _model_with_rule(path, rule):
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    serialize.save_model(path, model, {} if rule is None else {"not_sure": rule})
+    return path
+
+
+def _seven_png(path):
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(picture).line([(70, 60), (210, 60), (120, 230)], fill=255, width=18)
+    picture.save(path)
+    return path
+
+
+@pytest.mark.parametrize("rule, unsure", [
+    ({"threshold": 0.0, "ink_limit": 0.0}, True),    # any ink is too much
+    ({"threshold": 1.0, "ink_limit": 1.0}, True),    # never sure enough
+    ({"threshold": 0.0, "ink_limit": 1.0}, False),   # always sure
+    (None, False),                                   # no rule in the file
+])
+def test_predict_answers_not_sure_by_the_files_rule(tmp_path, capsys, rule, unsure):
+    model = _model_with_rule(tmp_path / "m.npz", rule)
+    picture = _seven_png(tmp_path / "seven.png")
+    code, out, err = run_cli(capsys, "predict", model, picture, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["not_sure"] is unsure
+    code, out, err = run_cli(capsys, "predict", model, picture)
+    assert code == 0 and ("not sure  (maybe " in out) is unsure
+
+
+@pytest.mark.parametrize("rule", [{"threshold": 2, "ink_limit": 0.3}, {"threshold": 0.5}, "sure",
+                                  {"threshold": float("nan"), "ink_limit": 0.3}, {"threshold": True, "ink_limit": 0}])
+def test_a_bad_rule_in_a_file_is_one_line(tmp_path, rule):
+    _model_with_rule(tmp_path / "m.npz", rule)
+    with pytest.raises(serialize.ModelFileError, match="not_sure") as caught:
+        serialize.load_model(tmp_path / "m.npz")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("rule, unsure", [({"threshold": 0.0, "ink_limit": 0.0}, True),
+                                          ({"threshold": 0.0, "ink_limit": 1.0}, False)])
+def test_the_page_is_told_not_sure(tmp_path, rule, unsure):
+    from .test_serve import local_client
+
+    from numpynn.web.app import create_app
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _model_with_rule(folder / "m.npz", rule)
+    picture = _seven_png(tmp_path / "s.png").read_bytes()
+    with local_client(create_app(folder)) as client:
+        answer = client.post("/api/predict", files={"image": ("s.png", picture, "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["not_sure"] is unsure

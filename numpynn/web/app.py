@@ -48,6 +48,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ConfigDict, create_model
 
 from .. import __version__
+from ..abstain import apply_rule
 from ..images import ImageError, prepare
 from .answers import INTERNAL, Invalid, find_model, log, numpy_json, rounded
 from .events import MAX_EVENT_ID, last_seen, stream
@@ -97,7 +98,8 @@ async def answer_predict(request: Request, models: Models, turns: Turns, decodin
             P, hidden = entry.inside.run(digit)
             layers = [{**info, "values": rounded(h.reshape(-1), 3)}
                       for info, h in zip(entry.inside.layers, hidden)]
-            return numpy_json({"model": entry.name, "blank": False, "digit": int(P.argmax()),
+            unsure = bool(apply_rule(entry.header.get("not_sure"), P[None], digit.reshape(1, -1))[0])
+            return numpy_json({"model": entry.name, "blank": False, "digit": int(P.argmax()), "not_sure": unsure,
                                "probabilities": rounded(P, 6), "input": rounded(digit, 3), "layers": layers})
     except ImageError as error:
         return _blank_or_422(error, entry.name)

@@ -283,9 +283,11 @@ function showAnswer(answer) {
   state.last = answer;
   const P = answer.probabilities;
   const verdict = $("#verdict");
-  verdict.textContent = `It's a ${answer.digit}  (${(100 * P[answer.digit]).toFixed(1)} %)`;
-  verdict.className = "verdict";
-  verdict.dataset.state = "digit";
+  const sure = `${(100 * P[answer.digit]).toFixed(1)} %`;
+  // "not sure": the model's own rule, chosen on its dev digits (too little confidence, or far too much ink)
+  verdict.textContent = answer.not_sure ? `Not sure (maybe a ${answer.digit}, ${sure})` : `It's a ${answer.digit}  (${sure})`;
+  verdict.className = answer.not_sure ? "verdict unsure" : "verdict";
+  verdict.dataset.state = answer.not_sure ? "unsure" : "digit";
   verdict.dataset.digit = String(answer.digit);
   [...bars.children].forEach((li, k) => {
     li.className = k === answer.digit ? "top" : "";
