@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--show-input", metavar="DIR", help="save the 28x28 each picture became (what the network saw) in DIR"
     )
+    predict.add_argument(
+        "--explain", metavar="DIR", help="save in DIR, for each picture, what the network saw and beside it which "
+        "pixels raised (red) or lowered (blue) the answer's score: gradient x input (docs/explain.md)"
+    )
     predict.set_defaults(run=cmd_predict)
 
     info = commands.add_parser("info", help="print a model file's header: architecture, config, metrics")
@@ -539,9 +543,11 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .abstain import apply_rule
-    from .images import ImageError, prepare, to_png
+    from .explain import saliency
+    from .images import ImageError, explanation_picture, prepare, to_png
 
     folder = _output_folder(args.show_input, "--show-input", may_create=False) if args.show_input else None
+    explained = _output_folder(args.explain, "--explain", may_create=False) if args.explain else None
     model, header = _load_model(args.model)
     try:
         digits = [prepare(path) for path in args.images]  # each (28, 28) in [0, 1]
@@ -554,13 +560,18 @@ def cmd_predict(args) -> int:
     for path, digit, p, u in zip(args.images, digits, P, unsure):
         result = {"file": path, "digit": int(p.argmax()), "not_sure": bool(u),
                   "probabilities": [round(float(q), 6) for q in p]}
-        if args.show_input:
-            seen = folder / (pathlib.Path(path).stem + ".input.png")
-            try:
+        try:
+            if args.show_input:
+                seen = folder / (pathlib.Path(path).stem + ".input.png")
                 to_png(digit, seen, scale=8)
-            except OSError as error:  # numpynn.atomic.OutputError: one line naming the file
-                raise CommandError(str(error)) from None
-            result["input"] = str(seen)
+                result["input"] = str(seen)
+            if args.explain:
+                why = explained / (pathlib.Path(path).stem + ".explain.png")
+                S = saliency(model, digit.reshape(1, -1), result["digit"])[0]  # (784,) gradient x input
+                to_png(explanation_picture(digit, S), why, scale=8)
+                result["explanation"] = str(why)
+        except OSError as error:  # numpynn.atomic.OutputError: one line naming the file
+            raise CommandError(str(error)) from None
         results.append(result)
     if args.json:
         print(json.dumps(results))
@@ -572,6 +583,8 @@ def cmd_predict(args) -> int:
         print(f"{r['file']}: {answer}{100 * r['probabilities'][r['digit']]:.1f}%; then {others})")
         if "input" in r:
             print(f"  the network saw: {r['input']}")
+        if "explanation" in r:
+            print(f"  why (red: raised the score of {r['digit']}, blue: lowered it): {r['explanation']}")
     return 0
 
 

@@ -21,6 +21,8 @@ inference, so its training-mode forward (which keeps what backward needs) is use
 those caches and write their grads, so use a model here that is not training at the same time (the web page
 explains with a copy of its model).
 
+`fgsm` uses the same gradient the other way: to find the smallest-looking change that makes the network wrong.
+
 Left out: integrated gradients, SmoothGrad, Grad-CAM; docs/explain.md shows the maps and their limits.
 """
 from __future__ import annotations
@@ -81,6 +83,16 @@ def toward(model, X, t) -> np.ndarray:
     Y = np.zeros_like(P)
     Y[np.arange(len(X)), _classes(t, len(X), Z.shape[1])] = 1
     return backward_to_pixels(model, X, (Y - P) / model.temperature)
+
+
+def fgsm(model, X, y, eps: float) -> np.ndarray:
+    """The fast gradient sign method (Goodfellow et al., 2014): each pixel moved by eps in the direction that
+    raises the loss -log p_y fastest under a bound on every pixel's change, then kept in [0, 1]:
+        x_adv = clip(x + eps * sign(d(-log p_y)/dx), 0, 1) = clip(x - eps * sign(toward(model, x, y)), 0, 1)
+    X (N, D), y (N,) true classes.  (N, D)"""
+    require(0 <= eps <= 1, "eps", eps, "give a change per pixel in [0, 1], e.g. 0.1")
+    X = _images(X)
+    return np.clip(X - eps * np.sign(toward(model, X, y)), 0, 1).astype(X.dtype)
 
 
 def occlusion(model, x, k: int, patch: int = 4, stride: int = 2, side: int = 28) -> np.ndarray:

@@ -110,7 +110,8 @@ def prepare_many(images) -> np.ndarray:
 
 
 def to_png(digit28, path_or_file, scale: int = 1) -> None:
-    """Save a 2-D float image in [0, 1] (a prepared digit: what the network saw) as a greyscale PNG.
+    """Save a 2-D float image in [0, 1] (a prepared digit: what the network saw) as a greyscale PNG, or an
+    (H, W, 3) one in colour (explanation_picture's).
 
     scale: each pixel becomes a scale x scale square (nearest neighbour: the pixels stay visible).
     Given a path, the file appears whole or not at all (numpynn.atomic.write_atomically).
@@ -118,19 +119,34 @@ def to_png(digit28, path_or_file, scale: int = 1) -> None:
     x = np.asarray(digit28, dtype=np.float32)
     if x.shape == (SIZE * SIZE,):                         # a row of prepare_many's output
         x = x.reshape(SIZE, SIZE)
-    if x.ndim != 2 or x.size == 0:
-        raise ValueError(f"to_png needs a 2-D image such as (28, 28), got shape {x.shape}")
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] == 3)) or x.size == 0:
+        raise ValueError(f"to_png needs a 2-D image such as (28, 28) or an RGB one (H, W, 3), got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("to_png: the image holds NaN or infinite values")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    pixels = np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)   # (H, W)
-    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)      # (scale H, scale W)
-    picture = Image.fromarray(pixels)                                # mode L
+    pixels = np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)   # (H, W) or (H, W, 3)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)      # (scale H, scale W[, 3])
+    picture = Image.fromarray(pixels)                                # mode L or RGB
     if not isinstance(path_or_file, (str, os.PathLike)):
         picture.save(path_or_file, format="PNG")
         return
     write_atomically(path_or_file, lambda f: picture.save(f, format="PNG"))
+
+
+def explanation_picture(digit28, S) -> np.ndarray:
+    """The digit the network saw, and beside it a saliency map S (e.g. numpynn.explain.saliency) laid over a
+    dimmed copy of it: red where a pixel raised the class's score, blue where it lowered it, the strongest pixel
+    at full colour.  digit28, S: (28, 28) or (784,).  Returns float32 (28, 57, 3) in [0, 1], for to_png."""
+    x = np.asarray(digit28, dtype=np.float32).reshape(SIZE, SIZE)
+    s = np.asarray(S, dtype=np.float32).reshape(SIZE, SIZE)
+    strongest = float(np.abs(s).max()) or 1.0
+    rise, fall = np.clip(s / strongest, 0, 1)[..., None], np.clip(-s / strongest, 0, 1)[..., None]  # (28, 28, 1)
+    base = np.repeat(0.35 * x[..., None], 3, axis=2)                                 # (28, 28, 3) dimmed digit
+    red, blue = np.array([1.0, 0.15, 0.1], np.float32), np.array([0.2, 0.45, 1.0], np.float32)
+    heat = base * (1 - rise - fall) + rise * red + fall * blue                       # one of rise, fall is 0
+    gap = np.full((SIZE, 1, 3), 0.5, np.float32)                                     # a grey line between
+    return np.concatenate([np.repeat(x[..., None], 3, axis=2), gap, heat], axis=1)  # (28, 57, 3)
 
 
 def digit_grid(rows, gap: int = 2) -> np.ndarray:

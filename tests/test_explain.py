@@ -127,3 +127,41 @@ def test_bad_inputs_are_one_option_error(call):
     with pytest.raises(OptionError) as caught:
         call(mlp([784, 8, 10], rng=np.random.default_rng(0)))
     assert "\n" not in str(caught.value)
+
+
+def test_fgsm_moves_each_pixel_by_at_most_eps_and_lowers_p_of_the_true_class():
+    model = every_layer_model()
+    X = np.random.default_rng(5).random((6, 784))
+    y = model.forward(X, train=False).argmax(axis=1)
+    X_adv = explain.fgsm(model, X, y, 0.05)
+    assert np.abs(X_adv - X).max() <= 0.05 + 1e-12 and X_adv.min() >= 0 and X_adv.max() <= 1
+    p = model.probabilities(model.forward(X, train=False))[np.arange(6), y]
+    p_adv = model.probabilities(model.forward(X_adv, train=False))[np.arange(6), y]
+    assert (p_adv < p).all()
+    with pytest.raises(OptionError):
+        explain.fgsm(model, X, y, 2)
+
+
+def test_predict_explain_writes_the_picture_and_says_where(tmp_path, capsys):
+    from PIL import Image, ImageDraw
+
+    from numpynn import serialize
+
+    from .conftest import run_cli
+
+    serialize.save_model(tmp_path / "m.npz", mlp([784, 16, 10], rng=np.random.default_rng(0)), {})
+    picture = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(picture).line([(70, 60), (210, 60), (120, 230)], fill=255, width=18)
+    picture.save(tmp_path / "seven.png")
+    (tmp_path / "why").mkdir()
+    code, out, err = run_cli(capsys, "predict", tmp_path / "m.npz", tmp_path / "seven.png", "--explain", tmp_path / "why")
+    assert code == 0, err
+    written = tmp_path / "why" / "seven.explain.png"
+    assert f"why (red: raised the score of" in out and str(written) in out
+    with Image.open(written) as image:
+        assert image.mode == "RGB" and image.size == (57 * 8, 28 * 8)
+        left, right = np.asarray(image)[:, : 28 * 8], np.asarray(image)[:, 29 * 8:]
+    assert (left[..., 0] == left[..., 2]).all()  # the digit in grey
+    assert (right[..., 0] > right[..., 2] + 100).any() and (right[..., 2] > right[..., 0] + 100).any()  # red, blue
+    code, _, err = run_cli(capsys, "predict", tmp_path / "m.npz", tmp_path / "seven.png", "--explain", tmp_path / "no")
+    assert code == 2 and "--explain" in err and err.count("\n") == 1

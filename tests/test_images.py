@@ -385,7 +385,7 @@ def test_to_png_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digit.png"]   # ... and the temporary file is gone
 
 
-@pytest.mark.parametrize("digit, scale", [(np.zeros((28, 28, 3)), 1), (np.zeros(10), 1), (np.zeros((28, 28)), 0),
+@pytest.mark.parametrize("digit, scale", [(np.zeros((28, 28, 4)), 1), (np.zeros(10), 1), (np.zeros((28, 28)), 0),
                                           (np.zeros((28, 28)), 2.0), (np.full((28, 28), np.inf), 1)])
 def test_to_png_refuses_bad_input(tmp_path, digit, scale):
     with pytest.raises(ValueError):
