@@ -330,3 +330,32 @@ def test_a_newcomer_can_read_every_panel_and_the_page_has_no_empty_strips(page, 
         assert sides[0] >= sides[1] and sides[1] >= 24, f"12x12 maps {sides[0]} px, 4x4 maps {sides[1]} px"
         assert "feature maps" in layer_panel(page, 0).locator(".explain").inner_text()
         page.screenshot(path=shots / "draw-tab-cnn.png", full_page=True)
+
+
+def test_why_and_what_would_make_it_another_digit_are_drawn_over_what_the_network_saw(page, models):
+    """Tick "Why?" and the page overlays the answer's gradient x input beside the 28x28 it read; choose a digit
+    in "What would make it a" and the map becomes that digit's gradient, with a caption saying which."""
+    from numpynn.web.app import create_app
+
+    def heat():
+        return page.evaluate("Array.from(document.querySelector('#why-map').getContext('2d')"
+                             ".getImageData(0, 0, 28, 28).data)")
+
+    with Server(create_app(models, data_dir=None)) as server:
+        page.goto(server.url)
+        page.wait_for_function("document.querySelector('#model').options.length === 1")
+        draw(page, STROKES[7])
+        assert settled(page)[:2] == ("digit", "7")
+        assert page.locator("#why-map").is_hidden() and page.locator("#why-caption").is_hidden()
+        page.locator("#why").check()
+        page.wait_for_selector("#why-map:not([hidden])")
+        settled(page)
+        rgba = np.array(heat()).reshape(28, 28, 4).astype(int)
+        red = (rgba[..., 0] > rgba[..., 2] + 60).sum()
+        assert red > 10  # the strokes of the 7 raised its score
+        assert "Why a 7" in page.locator("#why-caption").inner_text()
+        page.locator("#toward").select_option("3")
+        page.wait_for_function("document.querySelector('#why-caption').textContent.includes('it is a 3')")
+        assert not np.array_equal(np.array(heat()), rgba.reshape(-1))  # another map: the gradient toward 3
+        page.locator("#clear").click()
+        assert page.locator("#why-map").is_hidden()

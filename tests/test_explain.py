@@ -165,3 +165,31 @@ def test_predict_explain_writes_the_picture_and_says_where(tmp_path, capsys):
     assert (right[..., 0] > right[..., 2] + 100).any() and (right[..., 2] > right[..., 0] + 100).any()  # red, blue
     code, _, err = run_cli(capsys, "predict", tmp_path / "m.npz", tmp_path / "seven.png", "--explain", tmp_path / "no")
     assert code == 2 and "--explain" in err and err.count("\n") == 1
+
+
+def test_the_api_answers_why_and_toward_and_refuses_bad_queries(tmp_path):
+    from numpynn import serialize
+    from numpynn.web.app import create_app
+
+    from .test_serve import local_client, png, seven
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    serialize.save_model(folder / "m.npz", model, {})
+    body = png(seven())
+    with local_client(create_app(folder)) as client:
+        def ask(query):
+            return client.post(f"/api/predict{query}", files={"image": ("s.png", body, "image/png")})
+
+        plain = ask("").json()
+        assert "why" not in plain and "toward" not in plain
+        answer = ask("?why=1&toward=3").json()
+        x = np.asarray(answer["input"], np.float32).reshape(1, -1)
+        assert np.allclose(answer["why"], explain.saliency(model, x, answer["digit"])[0], atol=1e-4)
+        assert answer["toward"]["digit"] == 3
+        assert np.allclose(answer["toward"]["map"], explain.toward(model, x, 3)[0], atol=1e-4)
+        assert ask("").json()["probabilities"] == plain["probabilities"]  # explaining changed nothing
+        for query in ("?why=yes", "?toward=10", "?toward=-1", "?toward=a", "?toward="):
+            reply = ask(query)
+            assert reply.status_code == 422 and "\n" not in reply.json()["detail"], query

@@ -72,6 +72,7 @@ async def answer_predict(request: Request, models: Models, turns: Turns, decodin
     right here; an uploaded picture is decoded in a worker thread unless it is a small PNG (its header's size is
     then the size decoding gives: checked before anything is decoded), at most DECODERS at once (`decoding`)."""
     model = model_name(request.query_params.get("model"))
+    why, toward = explain_options(request.query_params)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/octet-stream":
         pixels, name = read_raw(await request.body()), model
@@ -99,10 +100,26 @@ async def answer_predict(request: Request, models: Models, turns: Turns, decodin
             layers = [{**info, "values": rounded(h.reshape(-1), 3)}
                       for info, h in zip(entry.inside.layers, hidden)]
             unsure = bool(apply_rule(entry.header.get("not_sure"), P[None], digit.reshape(1, -1))[0])
-            return numpy_json({"model": entry.name, "blank": False, "digit": int(P.argmax()), "not_sure": unsure,
-                               "probabilities": rounded(P, 6), "input": rounded(digit, 3), "layers": layers})
+            answer = {"model": entry.name, "blank": False, "digit": int(P.argmax()), "not_sure": unsure,
+                      "probabilities": rounded(P, 6), "input": rounded(digit, 3), "layers": layers}
+            if why:  # gradient x input for the answer: the engine's backward pass to the pixels
+                answer["why"] = rounded(entry.inside.why(digit.reshape(-1), int(P.argmax())), 5)
+            if toward is not None:
+                answer["toward"] = {"digit": toward, "map": rounded(entry.inside.toward(digit.reshape(-1), toward), 5)}
+            return numpy_json(answer)
     except ImageError as error:
         return _blank_or_422(error, entry.name)
+
+
+def explain_options(query) -> tuple[bool, int | None]:
+    """?why=1 asks for the answer's saliency, ?toward=K (0-9) for where ink would make it a K. Invalid (422)
+    for anything else."""
+    why, toward = query.get("why", "0"), query.get("toward")
+    if why not in ("0", "1"):
+        raise Invalid(f"why={why[:20]!r}: use why=1 for the saliency map, or leave it out")
+    if toward is not None and (len(toward) != 1 or not toward.isdigit()):
+        raise Invalid(f"toward={toward[:20]!r}: use a digit from 0 to 9")
+    return why == "1", None if toward is None else int(toward)
 
 
 def _blank_or_422(error: ImageError, model: str):

@@ -12,8 +12,11 @@ here repeats the math.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from .. import explain
 from ..shapes import SIDE, D, K  # what the page draws and shows: 28x28 digits, 10 classes
 ACTIVATIONS = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh"}
 POOLS = {"MaxPool2D", "AvgPool2D", "GlobalAvgPool"}
@@ -23,6 +26,7 @@ PASS_THROUGH = {"Dropout", "BatchNorm"}  # between a layer and the one it feeds,
 class Inside:
     def __init__(self, model):
         self.model = model
+        self._copy = None  # see _explainer
         layers = model.layers
         names = [type(layer).__name__ for layer in layers]
         try:
@@ -61,6 +65,22 @@ class Inside:
         outputs = self.model.activations(x.reshape(1, D))  # one array per layer, each (1, ...)
         P = self.model.probabilities(outputs[-1])[0]        # (10,) softmax(logits / T)
         return P, [outputs[i][0] for i in self.shown]
+
+    def why(self, x, k: int) -> np.ndarray:
+        """Gradient x input for class k on the prepared digit x (784,): which pixels raised (positive) or lowered
+        (negative) its score (numpynn.explain.saliency).  (784,)"""
+        return explain.saliency(self._explainer(), x.reshape(1, D), k)[0]
+
+    def toward(self, x, t: int) -> np.ndarray:
+        """d log p_t / dx on x (784,): where ink would make the network more sure of class t.  (784,)"""
+        return explain.toward(self._explainer(), x.reshape(1, D), t)[0]
+
+    def _explainer(self):
+        """A copy of the model for explanations, made on first use: the backward pass keeps caches in the layers,
+        and the model that answers predictions is never touched by it."""
+        if self._copy is None:
+            self._copy = copy.deepcopy(self.model)
+        return self._copy
 
     def weights(self, layer: int, unit: int) -> tuple[np.ndarray, list[int]]:
         """The incoming weights of unit `unit` of shown layer `layer`, and the shape to draw them in.

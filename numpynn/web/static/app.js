@@ -17,6 +17,7 @@ const state = {
   inFlight: false, again: false, timer: null, lastSent: 0,
   last: null,                // the latest answer from /api/predict
   unit: null,                // {layer, unit} of the clicked hidden unit
+  why: false, toward: null,  // explanations asked for: the answer's saliency, and "what would make it a K"
 };
 
 // ----------------------------------------------------------------------------------------------------------
@@ -77,6 +78,13 @@ function modelLayers() {
   const entry = state.models.find((m) => m.name === state.model);
   return entry ? entry.layers : [];
 }
+
+// Explanations: the server runs the network's backward pass down to the pixels (numpynn.explain).
+$("#why").addEventListener("change", (e) => { state.why = e.target.checked; predictSoon(true); });
+$("#toward").addEventListener("change", (e) => {
+  state.toward = e.target.value === "" ? null : Number(e.target.value);
+  predictSoon(true);
+});
 
 $("#model").addEventListener("change", (e) => {
   state.model = e.target.value;
@@ -209,7 +217,8 @@ async function predict() {
   state.again = false;
   state.lastSent = performance.now();
   try {
-    const query = `/api/predict?model=${encodeURIComponent(state.model)}`;
+    const query = `/api/predict?model=${encodeURIComponent(state.model)}` + (state.why ? "&why=1" : "") +
+      (state.toward === null ? "" : `&toward=${state.toward}`);
     let request;
     if (state.picture) {   // an uploaded picture, perhaps drawn over: sent as a picture, for the server to read
       const form = new FormData();
@@ -250,6 +259,7 @@ function showBlank(message) {
   verdict.textContent = message;
   verdict.className = "verdict blank";
   verdict.dataset.state = "blank";
+  $("#why-map").hidden = $("#why-caption").hidden = true;
   delete verdict.dataset.digit;
   for (const li of bars.children) {
     li.className = "";
@@ -295,8 +305,33 @@ function showAnswer(answer) {
     li.querySelector(".pct").textContent = `${(100 * P[k]).toFixed(1)} %`;
   });
   drawGrey($("#seen"), answer.input.flat(), 28, 28);
+  showWhy(answer);
   showInside(answer.layers);
   if (state.unit) showUnit(state.unit.layer, state.unit.unit);
+}
+
+function showWhy(answer) {
+  // The map asked for, over a dimmed copy of what the network saw: red where ink raises the score (or the
+  // probability of the asked digit), blue where it lowers it; the strongest pixel at full colour.
+  const map = answer.toward ? answer.toward.map : answer.why;
+  const canvas = $("#why-map"), caption = $("#why-caption");
+  canvas.hidden = caption.hidden = !map;
+  if (!map) return;
+  const input = answer.input.flat(), values = map.flat ? map.flat() : map;
+  const top = Math.max(1e-12, ...values.map(Math.abs));
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const rise = Math.max(0, values[i] / top), fall = Math.max(0, -values[i] / top), base = 0.35 * input[i];
+    const mix = (red, blue) => Math.round(255 * (base * (1 - rise - fall) + rise * red + fall * blue));
+    image.data.set([mix(1, 0.2), mix(0.15, 0.45), mix(0.1, 1), 255], 4 * i);
+  }
+  ctx.putImageData(image, 0, 0);
+  caption.textContent = answer.toward
+    ? `Where more ink (red) or less ink (blue) would make the network more sure it is a ${answer.toward.digit}: ` +
+      "the gradient of log p(" + answer.toward.digit + ") with respect to each pixel."
+    : `Why a ${answer.digit}: each lit pixel's share of the ${answer.digit}'s score (gradient \u00d7 input). ` +
+      "Red pixels raised it, blue ones lowered it.";
 }
 
 function drawGrey(canvas, values, w, h, top = 1) {
