@@ -597,6 +597,12 @@ def cmd_info(args) -> int:
           f"written by numpynn {header.get('numpynn_version', '?')}")
     print(f"architecture: {' -> '.join(_describe(layer) for layer in header['architecture'])}")
     print(f"parameters: {model.n_params():,}")
+    print(f"probabilities: softmax(logits / {model.temperature:.3g})" + (
+        ", the temperature fitted on the dev set (calibrated)" if model.temperature != 1 else ", not calibrated"))
+    rule = header.get("not_sure")
+    if rule:
+        print(f"not sure: when the top probability is below {rule['threshold']:.4g} or the ink covers more than "
+              f"{100 * rule['ink_limit']:.1f}% of the 28x28 (chosen on the dev set)")
     for key in ("dataset", "preprocessing", "metrics", "config"):
         if key in header:
             items = header[key].items()

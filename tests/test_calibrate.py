@@ -209,3 +209,15 @@ def test_the_estimator_calibrates_on_a_held_out_fraction_when_asked():
     for bad in (-0.1, 1.0, "0.1", True):
         with pytest.raises(OptionError, match="calibration_fraction"):
             MLPClassifier(epochs=1, calibration_fraction=bad).fit(X, y)
+
+
+def test_info_says_how_probabilities_are_made_and_when_it_is_not_sure(tmp_path, tiny_mnist, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "c.npz")
+    assert code == 0, err
+    model, header = serialize.load_model(tmp_path / "c.npz")
+    code, out, _ = run_cli(capsys, "info", tmp_path / "c.npz")
+    assert f"probabilities: softmax(logits / {model.temperature:.3g}), the temperature fitted" in out
+    assert f"not sure: when the top probability is below {header['not_sure']['threshold']:.4g}" in out
+    serialize.save_model(tmp_path / "plain.npz", mlp([784, 16, 10], rng=np.random.default_rng(0)), {})
+    code, out, _ = run_cli(capsys, "info", tmp_path / "plain.npz")
+    assert "softmax(logits / 1), not calibrated" in out and "not sure:" not in out
