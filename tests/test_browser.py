@@ -359,3 +359,27 @@ def test_why_and_what_would_make_it_another_digit_are_drawn_over_what_the_networ
         assert not np.array_equal(np.array(heat()), rgba.reshape(-1))  # another map: the gradient toward 3
         page.locator("#clear").click()
         assert page.locator("#why-map").is_hidden()
+
+
+def test_a_dot_is_answered_not_sure_and_a_seven_is_not(page, models, tmp_path):
+    """The model file's "not sure" rule reaches the page: a dot (which prepare() scales up to a filled disc,
+    inkier than any digit) is answered "Not sure (maybe ...)", a 7 is read."""
+    from numpynn.abstain import choose_rule
+    from numpynn.data import load_mnist
+    from numpynn.web.app import create_app
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model, header = serialize.load_model(models / "mnist-64.npz")
+    splits = load_mnist(dev_size=2000, seed=0, progress=False)
+    rule = choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)
+    serialize.save_model(folder / "ruled.npz", model, {"metrics": header["metrics"], "not_sure": rule})
+    with Server(create_app(folder, data_dir=None)) as server:
+        page.goto(server.url)
+        page.wait_for_function("document.querySelector('#model').options.length === 1")
+        draw(page, [[(140, 140), (141, 141)]])
+        state, _, text = settled(page)
+        assert state == "unsure" and text.startswith("Not sure (maybe a "), text
+        page.locator("#clear").click()
+        draw(page, STROKES[7])
+        assert settled(page)[:2] == ("digit", "7")
