@@ -813,6 +813,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("numpynn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`numpynn evaluate m.npz | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
     except OSError as error:  # numpynn.atomic.OutputError (a full disk, a read-only folder) and its kin
         print(f"numpynn: error: {_one_line(error)}", file=sys.stderr)
         return 1

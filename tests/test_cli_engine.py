@@ -252,3 +252,13 @@ def test_adamw_alone_decays_by_its_own_default_and_the_help_says_so(capsys, monk
     for argv, decay in [(["--optimizer", "adamw"], 0.01), (["--optimizer", "adamw", "--weight-decay", "0"], 0.0),
                         (["--preset", "cnn", "--optimizer", "adamw"], 0.01), ([], 0.0), (["--optimizer", "adam"], 0.0)]:
         assert _train_config(build_parser().parse_args(["train", *argv])).weight_decay == decay, argv
+
+
+def test_a_closed_pipe_ends_the_command_quietly(trained):
+    """`numpynn info m.npz | head -0`: the reader has gone before numpynn writes; no error line, exit 141."""
+    model, _ = trained
+    process = subprocess.Popen([sys.executable, "-m", "numpynn", "info", str(model)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader goes away at once
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141 and err == b""
