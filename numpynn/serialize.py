@@ -215,7 +215,7 @@ def weights_sha256(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
         a = np.asarray(arrays[name])
-        a = np.ascontiguousarray(a, a.dtype.newbyteorder("<"))
+        a = a.astype(a.dtype.newbyteorder("<"), order="C", copy=False)  # (ascontiguousarray makes 0-d 1-d)
         digest.update(f"{name}\0{a.dtype.str}\0{','.join(map(str, a.shape))}\0".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
