@@ -56,6 +56,7 @@ def test_the_wheel_installs_into_a_clean_venv_and_reads_a_digit_with_the_builtin
     assert result.stderr.startswith(f"model: built-in {BUILTIN} (")
     assert json.loads(result.stdout)[0]["digit"] == int(y_test[0])
 
+    (tmp_path / "models").mkdir()  # empty: the built-in model is the only one
     serve = subprocess.Popen([venv / "bin" / "numpynn", "serve", "--port", "0", "--models", tmp_path / "models"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work, env=env)
     try:
