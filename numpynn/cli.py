@@ -641,7 +641,7 @@ def cmd_serve(args) -> int:
         _, header = _load_model(args.model)  # a bad file fails here, in one line, not in the page
         if header.get("kind") != "model":
             raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
-    builtin = _builtin_for_serve(args.model)
+    builtin = _builtin_for_serve(args.model)  # (path, header), or None
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
     from .atomic import OutputError, check_folder
     from .web.app import create_app
@@ -659,7 +659,7 @@ def cmd_serve(args) -> int:
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()
     app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset, token=token,
-                     hosts=host_names(args.host, args.allow_host), builtin=builtin)
+                     hosts=host_names(args.host, args.allow_host), builtin=builtin and builtin[0])
     one_blas_thread(app)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -672,8 +672,11 @@ def cmd_serve(args) -> int:
         check_folder(folder, f"--models {folder}", may_create=True)
     except OutputError as error:  # the page still reads digits; only the Learn tab needs to write
         print(f"numpynn: warning: {error}; until then the Learn tab cannot save its runs", file=sys.stderr)
-    if args.model is not None and builtin is not None:
-        print(f"models: {args.model} first, then the built-in model", file=sys.stderr, flush=True)
+    if builtin is not None:
+        from .models import builtin_label
+
+        first = "model:" if args.model is None else f"models: {args.model} first, then the"
+        print(f"{first} {builtin_label(builtin[1])}", file=sys.stderr, flush=True)
     if not ipaddress.ip_address(host).is_loopback:
         print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
               f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)
@@ -682,14 +685,16 @@ def cmd_serve(args) -> int:
 
 
 def _builtin_for_serve(model):
-    """The built-in model's path for `numpynn serve`, checked now so that a damaged one fails in one line
-    (and, with no MODEL, stderr says it is the model used); None if it is unusable and MODEL was given."""
-    if model is None:
-        _load_model(None)
-        return _builtin()
+    """(path, header) of the built-in model for `numpynn serve`, loaded now so that a damaged one fails in one
+    line before anything starts; None if it is missing or damaged and MODEL was given (MODEL is enough)."""
+    from .serialize import ModelFileError, load_model
+
     try:
-        return _builtin()
-    except CommandError:
+        path = _builtin()
+        return path, load_model(path)[1]
+    except (CommandError, ModelFileError) as error:
+        if model is None:
+            raise CommandError(str(error)) from None
         return None
 
 
