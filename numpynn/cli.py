@@ -145,10 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)")
+    predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)",
+                                  usage="numpynn predict [-h] [--json] [--show-input DIR] [MODEL.npz] IMAGE "
+                                  "[IMAGE ...]")
     # One list, split in cmd_predict: argparse cannot tell an optional MODEL from the first IMAGE.
-    predict.add_argument("paths", metavar="[MODEL.npz] IMAGE", nargs="+", help="pictures of one digit each, "
-                         "after a model file written by numpynn train (default: the built-in model)")
+    predict.add_argument("paths", metavar="[MODEL.npz] IMAGE", nargs="+", help="pictures of one digit each, after "
+                         "a model file written by numpynn train if the first ends in .npz (default: the built-in "
+                         "model)")
     predict.add_argument("--json", action="store_true", help="print a JSON list: file, digit, probabilities")
     predict.add_argument(
         "--show-input", metavar="DIR", help="save the 28x28 each picture became (what the network saw) in DIR"
