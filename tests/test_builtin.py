@@ -107,3 +107,21 @@ def test_with_no_model_the_page_reads_digits_with_the_builtin_one_at_once(tmp_pa
         assert data["default"] == BUILTIN_NAME
         answer = post_json(client, {"pixels": seven(28).tolist()}).json()
     assert answer["model"] == BUILTIN_NAME and answer["digit"] == 7
+
+
+def test_python_m_numpynn_models_makes_a_float32_file_with_its_metrics_and_hash(tmp_path, tiny_mnist, capsys):
+    from numpynn.models.__main__ import main
+
+    trained = mlp([784, 16, 10], rng=np.random.default_rng(0), dtype=np.float64)
+    source = save(tmp_path / "trained.npz", trained, dataset={"name": "mnist", "dev_size": 20, "split_seed": 0},
+                  config={"preset": "mlp"})
+    assert main([str(source), "--out", str(tmp_path / "built.npz"), "--data", str(tiny_mnist)]) == 0
+    out = capsys.readouterr().out
+    model, header = serialize.load_model(tmp_path / "built.npz")  # the hash is checked here
+    assert {layer["dtype"] for layer in header["architecture"] if "dtype" in layer} == {"float32"}
+    assert header["name"] == BUILTIN and header["config"] == {"preset": "mlp"}
+    assert header["weights_sha256"] == serialize.weights_sha256(serialize.load(tmp_path / "built.npz")[0])
+    assert {"test_loss", "dev_loss", "dev_accuracy"} <= header["metrics"].keys()  # measured again, on tiny_mnist
+    assert f"weights_sha256 {header['weights_sha256']}" in out
+    X = np.random.default_rng(1).random((8, 784))
+    np.testing.assert_allclose(model.predict_proba(X), trained.predict_proba(X), atol=1e-5)
