@@ -211,10 +211,12 @@ def weights_sha256(arrays: dict[str, np.ndarray]) -> str:
     in the order of the names' code points: the name in UTF-8, a NUL byte, the dtype as NumPy writes it in
     little-endian (`<f4`, `<U176`, ...), a NUL byte, the shape as decimal integers joined by commas ("" for a
     0-d array), a NUL byte, then the values in C order, little-endian. Name, dtype and shape are hashed so that
-    the same bytes cannot be read as other arrays."""
+    the same bytes cannot be read as other arrays. A generator's state given as a dict is hashed as the JSON text
+    a model file stores it as (a 0-d string array)."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
-        a = np.asarray(arrays[name])
+        value = arrays[name]
+        a = np.array(json.dumps(value)) if isinstance(value, dict) else np.asarray(value)
         a = a.astype(a.dtype.newbyteorder("<"), order="C", copy=False)  # (ascontiguousarray makes 0-d 1-d)
         digest.update(f"{name}\0{a.dtype.str}\0{','.join(map(str, a.shape))}\0".encode())
         digest.update(a.tobytes())
