@@ -3,6 +3,7 @@
 #   make test   run the test suite                                       (PYTEST_ARGS="-k data" to select)
 #   make serve  open the web page on http://127.0.0.1:8000/                 (ARGS="model.npz" to pass flags)
 #   make notebooks  open notebooks/ in JupyterLab, installing JupyterLab into .venv on first use (ARGS="--no-browser")
+#   make builtin-model  train the built-in model again and write numpynn/models/cnn-affine.npz (docs/builtin-model.md)
 PYTHON ?= python3
 VENV := .venv
 # The MNIST files: $NUMPYNN_DATA if set, else ../shared/mnist beside this checkout if it is there.
@@ -12,7 +13,7 @@ export NUMPYNN_DATA := $(abspath ../shared/mnist)
 endif
 endif
 
-.PHONY: run test serve notebooks clean
+.PHONY: run test serve notebooks builtin-model clean
 run: $(VENV)/.installed
 	$(VENV)/bin/numpynn seed $(ARGS)
 
@@ -25,6 +26,13 @@ test: $(VENV)/.installed
 # JupyterLab refuses to start as root unless told; root is usual in a container, so tell it there.
 notebooks: $(VENV)/.notebooks
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+
+# The training run is kept in runs/builtin/ (model, metrics, checkpoint); the second step casts its weights to
+# float32, measures them on the dev and test sets again and writes the package's file with its SHA-256.
+builtin-model: $(VENV)/.installed
+	mkdir -p runs/builtin
+	$(VENV)/bin/numpynn train --preset cnn --augment affine --out runs/builtin/cnn-affine.npz
+	$(VENV)/bin/python -m numpynn.models runs/builtin/cnn-affine.npz --out numpynn/models/cnn-affine.npz
 
 $(VENV)/.notebooks: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,notebooks]'

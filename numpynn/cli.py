@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="score a model file on the test set: accuracy, per-class scores, confusion matrix"
     )
-    evaluate.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
+    evaluate.add_argument("model", metavar="MODEL", nargs="?",
+                          help="a model file written by numpynn train (default: the built-in model)")
     _add_data_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     evaluate.set_defaults(run=cmd_evaluate)
@@ -159,9 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(calibrate)
     calibrate.set_defaults(run=cmd_calibrate)
 
-    predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)")
-    predict.add_argument("model", metavar="MODEL", help="a model file written by numpynn train")
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="pictures of one digit each")
+    predict = commands.add_parser("predict", help="read the digit in each picture (PNG, JPEG, BMP, ...)",
+                                  usage="numpynn predict [-h] [--json] [--show-input DIR] [--explain DIR] [MODEL.npz] IMAGE "
+                                  "[IMAGE ...]")
+    # One list, split in cmd_predict: argparse cannot tell an optional MODEL from the first IMAGE.
+    predict.add_argument("paths", metavar="[MODEL.npz] IMAGE", nargs="+", help="pictures of one digit each, after "
+                         "a model file written by numpynn train if the first ends in .npz (default: the built-in "
+                         "model)")
     predict.add_argument("--json", action="store_true", help="print a JSON list: file, digit, not_sure, probabilities")
     predict.add_argument(
         "--show-input", metavar="DIR", help="save the 28x28 each picture became (what the network saw) in DIR"
@@ -173,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=cmd_predict)
 
     info = commands.add_parser("info", help="print a model file's header: architecture, config, metrics")
-    info.add_argument("model", metavar="MODEL")
+    info.add_argument("model", metavar="MODEL", nargs="?", help="a model file (default: the built-in model)")
     info.add_argument("--json", action="store_true", help="print the header as JSON")
     info.set_defaults(run=cmd_info)
 
@@ -211,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="open the web page: draw a digit and watch the network read it, or train one live",
         description="Serve numpynn's web page: draw a digit and watch the network read it (and what its hidden "
         "layers do), or train a network and watch it learn. The page lists MODEL, if given, and every model "
-        "file in the models folder, where the Learn tab saves its runs.",
+        "file in the models folder, where the Learn tab saves its runs, with the built-in model after MODEL.",
     )
-    serve.add_argument("model", metavar="MODEL", nargs="?", help="a model file to offer first (optional)")
+    serve.add_argument("model", metavar="MODEL", nargs="?", help="a model file to offer first, before the "
+                       "built-in model (optional)")
     serve.add_argument("--models", metavar="DIR", help="the models folder (default: $NUMPYNN_MODELS, else "
                        "~/.local/share/numpynn/models; created when the first run is saved)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
@@ -458,12 +464,29 @@ def _last_good(checkpoint) -> str:
 
 
 def _load_model(path):
+    """(model, header) of the file at `path`; None: the built-in model, saying so on stderr."""
     from .serialize import ModelFileError, load_model
 
+    builtin = path is None
     try:
-        return load_model(path)
+        model, header = load_model(_builtin() if builtin else path)
     except ModelFileError as error:
         raise CommandError(str(error)) from None
+    if builtin:
+        from .models import builtin_label
+
+        print(f"model: {builtin_label(header)}", file=sys.stderr)
+    return model, header
+
+
+def _builtin():
+    from .models import builtin_path
+
+    path = builtin_path()
+    if not path.is_file():
+        raise CommandError(f"this numpynn has no built-in model ({path} is missing): give a model file written "
+                           "by numpynn train, or reinstall numpynn")
+    return path
 
 
 def cmd_evaluate(args) -> int:
@@ -482,7 +505,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"Accuracy: {100 * result['accuracy']:.2f}%  ({result['n']} test images, model {args.model})")
+    print(f"Accuracy: {100 * result['accuracy']:.2f}%  ({result['n']} test images, model {args.model or 'built-in'})")
     calibrated = (f"temperature {model.temperature:.3f}" if model.temperature != 1 else
                   "not calibrated: `numpynn calibrate MODEL` fits a temperature")
     print(f"Expected calibration error: {100 * result['ece']:.2f}%  ({calibrated})")
@@ -526,7 +549,7 @@ def cmd_calibrate(args) -> int:
     metrics = {**header.get("metrics", {}), "temperature": T, "test_ece_uncalibrated": before, "test_ece": after,
                "test_loss": test_loss, "test_accuracy": test_accuracy}
     kept = {key: value for key, value in header.items()
-            if key not in ("kind", "architecture", "format_version", "temperature", "weights_sha256", "metrics")}
+            if key not in ("kind", "architecture", "format_version", "temperature", "metrics")}  # same weights
     try:
         save_model(out, model, {**kept, "metrics": metrics, "not_sure": rule})
     except ModelFileError as error:
@@ -548,6 +571,12 @@ def cmd_predict(args) -> int:
 
     folder = _output_folder(args.show_input, "--show-input", may_create=False) if args.show_input else None
     explained = _output_folder(args.explain, "--explain", may_create=False) if args.explain else None
+    if args.paths[0].endswith(".npz"):  # the first argument ending in .npz is the model
+        if len(args.paths) == 1:
+            raise UsageError(f"{args.paths[0]}: give the pictures to read after the model file")
+        args.model, args.images = args.paths[0], args.paths[1:]
+    else:
+        args.model, args.images = None, args.paths
     model, header = _load_model(args.model)
     try:
         digits = [prepare(path) for path in args.images]  # each (28, 28) in [0, 1]
@@ -593,8 +622,11 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(header, indent=1))
         return 0
-    print(f"{args.model}: numpynn {header.get('kind', 'model')} file, format {header['format_version']}, "
-          f"written by numpynn {header.get('numpynn_version', '?')}")
+    print(f"{args.model or _builtin()}: numpynn {header.get('kind', 'model')} file, format "
+          f"{header['format_version']}, written by numpynn {header.get('numpynn_version', '?')}")
+    for key in ("name", "weights_sha256"):  # the built-in model's
+        if key in header:
+            print(f"{key}: {header[key]}")
     print(f"architecture: {' -> '.join(_describe(layer) for layer in header['architecture'])}")
     print(f"parameters: {model.n_params():,}")
     print(f"probabilities: softmax(logits / {model.temperature:.3g})" + (
@@ -721,6 +753,7 @@ def cmd_serve(args) -> int:
         _, header = _load_model(args.model)  # a bad file fails here, in one line, not in the page
         if header.get("kind") != "model":
             raise CommandError(f"{args.model}: a checkpoint, not a model file (use the model .npz it belongs to)")
+    builtin = _builtin_for_serve(args.model)  # (path, header), or None
     # The web code needs FastAPI: imported here so every other command (and `import numpynn`) stays light.
     from .atomic import OutputError, check_folder
     from .web.app import create_app
@@ -738,7 +771,7 @@ def cmd_serve(args) -> int:
                            f"--port") from None
     folder = pathlib.Path(args.models) if args.models else default_models_dir()
     app = create_app(folder, args.model, data_dir=args.data, dataset=args.dataset, token=token,
-                     hosts=host_names(args.host, args.allow_host))
+                     hosts=host_names(args.host, args.allow_host), builtin=builtin and builtin[0])
     one_blas_thread(app)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -751,11 +784,30 @@ def cmd_serve(args) -> int:
         check_folder(folder, f"--models {folder}", may_create=True)
     except OutputError as error:  # the page still reads digits; only the Learn tab needs to write
         print(f"numpynn: warning: {error}; until then the Learn tab cannot save its runs", file=sys.stderr)
+    if builtin is not None:
+        from .models import builtin_label
+
+        first = "model:" if args.model is None else f"models: {args.model} first, then the"
+        print(f"{first} {builtin_label(builtin[1])}", file=sys.stderr, flush=True)
     if not ipaddress.ip_address(host).is_loopback:
         print(f"numpynn: warning: listening on {host}: other machines can open the page and start training "
               f"runs; use --host 127.0.0.1 to keep it to this machine", file=sys.stderr)
     make_server(app, say=lambda line: print(line, file=sys.stderr, flush=True)).run(sockets=[sock])
     return 0
+
+
+def _builtin_for_serve(model):
+    """(path, header) of the built-in model for `numpynn serve`, loaded now so that a damaged one fails in one
+    line before anything starts; None if it is missing or damaged and MODEL was given (MODEL is enough)."""
+    from .serialize import ModelFileError, load_model
+
+    try:
+        path = _builtin()
+        return path, load_model(path)[1]
+    except (CommandError, ModelFileError) as error:
+        if model is None:
+            raise CommandError(str(error)) from None
+        return None
 
 
 EXPORT_TOLERANCE = 1e-4  # the most onnxruntime may differ from numpynn on the check batch: float32 rounding is ~1e-6

@@ -30,7 +30,8 @@ in this order, each failure one line of ModelFileError naming the file:
 5. the members are exactly the expected ones (optimizer buffers and best/ either all there or none), and each
    member's declared size is what its array needs, so a member cannot claim more memory than the architecture;
 6. each array: its .npy header parsed with bounds (npyfile.read_array), its dtype and shape the expected ones,
-   its data exactly that long and its CRC right, every float finite.
+   its data exactly that long and its CRC right, every float finite;
+7. when the header has `weights_sha256` (the built-in model has), the arrays hash to it (`weights_sha256`).
 Memory is thus bounded by what the architecture needs (itself bounded by MAX_PARAMETERS) and by what the file
 really holds: about the arrays' size, once, plus a 1 MB read buffer.
 
@@ -40,10 +41,12 @@ and its convolutions must stay under MAX_ACTIVATIONS values per image. So every 
 train --resume) gets a network it can use, or one line saying why not.
 
 Left out: the training config's values and the trainer's generator states are checked by train.Run.resume
-(which knows them); the metrics' meaning; signatures (a file can still hold weights that predict badly).
+(which knows them); the metrics' meaning; signatures: weights_sha256 finds a changed or damaged file, but
+whoever changes the weights can change the header too (and a file can still hold weights that predict badly).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pathlib
@@ -127,6 +130,7 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             expected = _expected_arrays(path, header)
             _check_members(path, members, expected)
             arrays = {name: _read_member(path, archive, members[name], *expected[name]) for name in expected}
+        _check_sha256(path, header, arrays)
         arrays = decode_state(arrays)  # the generator states, JSON text in the file, as the dicts of state_dict
     except ModelFileError:
         raise
@@ -230,6 +234,34 @@ def _read_member(path, archive, info, shape, dtypes, max_chars=0) -> np.ndarray:
         raise ModelFileError(f"{path}: the member {info.filename} holds NaN or infinite values; the model "
                              "diverged or the file is damaged: retrain, or use an earlier file")
     return array
+
+
+def weights_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """The SHA-256 of a file's arrays as stored (every member but the header), as 64 hex digits. For each array,
+    in the order of the names' code points: the name in UTF-8, a NUL byte, the dtype as NumPy writes it in
+    little-endian (`<f4`, `<U176`, ...), a NUL byte, the shape as decimal integers joined by commas ("" for a
+    0-d array), a NUL byte, then the values in C order, little-endian. Name, dtype and shape are hashed so that
+    the same bytes cannot be read as other arrays. A generator's state given as a dict is hashed as the JSON text
+    a model file stores it as (a 0-d string array)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = arrays[name]
+        a = np.array(json.dumps(value)) if isinstance(value, dict) else np.asarray(value)
+        a = a.astype(a.dtype.newbyteorder("<"), order="C", copy=False)  # (ascontiguousarray makes 0-d 1-d)
+        digest.update(f"{name}\0{a.dtype.str}\0{','.join(map(str, a.shape))}\0".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _check_sha256(path, header, arrays) -> None:
+    """Check 7: the arrays are those the header's weights_sha256 names, if it names any."""
+    if "weights_sha256" not in header:
+        return
+    expected, actual = header["weights_sha256"], weights_sha256(arrays)
+    if expected != actual:
+        raise ModelFileError(f"{path}: the weights do not match the header's weights_sha256 (they hash to "
+                             f"{actual[:12]}..., the header says {expected[:12]}...); the file was changed "
+                             "or damaged after it was written: reinstall numpynn, or use the file's original")
 
 
 def split(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -405,6 +437,9 @@ def _check_fields(path, header) -> None:
             and 0 <= rule[key] <= 1 for key in ("threshold", "ink_limit"))):  # NaN fails too
         raise ModelFileError(f"{path}: the header's not_sure rule is {_short(rule)}; it must hold a threshold "
                              "and an ink_limit, each a number from 0 to 1")
+    sha256 = header.get("weights_sha256", "0" * 64)
+    if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)):
+        raise ModelFileError(f"{path}: the header's weights_sha256 is {_short(sha256)}, not 64 hex digits")
     if not isinstance(header.get("numpynn_version", ""), str):
         raise ModelFileError(f"{path}: the header's numpynn_version is not text")
 

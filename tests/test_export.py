@@ -20,6 +20,7 @@ from numpynn.data import load_mnist
 from numpynn.layers import BatchNorm, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from numpynn.losses import softmax, softmax_cross_entropy
 from numpynn.model import LAYERS, Sequential, mlp
+from numpynn.models import builtin_path
 from numpynn.optim import Adam
 from numpynn.train import build_model, make_config
 
@@ -74,13 +75,15 @@ def train_briefly(model, splits, steps: int, batch_size: int = 64, lr: float = 1
 
 @pytest.fixture(scope="module")
 def models(mnist):
-    """name -> a briefly trained model: the mlp, seed and cnn presets' networks, and every layer in one."""
+    """name -> a briefly trained model: the mlp, seed and cnn presets' networks, and every layer in one; and the
+    built-in model, fully trained (numpynn/models)."""
     rng = np.random.default_rng(0)
     return {
         "mlp": train_briefly(build_model(make_config("mlp"), rng), mnist, steps=10),
         "seed": train_briefly(build_model(make_config("seed"), rng), mnist, steps=30, lr=3e-3),
         "cnn": train_briefly(build_model(make_config("cnn"), rng), mnist, steps=3),
         "every layer": train_briefly(every_layer(rng), mnist, steps=30, lr=3e-2),
+        "built-in": serialize.load_model(builtin_path())[0],
     }
 
 
@@ -95,7 +98,7 @@ def run_onnx(proto_or_path, X):
     return session.run(["logits", "probabilities"], {"pixels": X})
 
 
-@pytest.mark.parametrize("name", ["mlp", "seed", "cnn", "every layer"])
+@pytest.mark.parametrize("name", ["mlp", "seed", "cnn", "every layer", "built-in"])
 def test_onnxruntime_computes_what_numpynn_computes_on_all_10000_test_images(models, mnist, name):
     model, X = models[name], mnist.X_test
     assert len(X) == 10_000
@@ -206,6 +209,16 @@ def test_export_writes_a_file_that_onnxruntime_runs_and_says_how_well_it_agrees(
     logits, _ = run_onnx(out, mnist.X_test[:1000])
     assert np.abs(logits - model.forward(mnist.X_test[:1000], train=False)).max() <= TOLERANCE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"]  # no temporary file left beside it
+
+
+def test_the_builtin_model_exports_as_a_command_with_its_header(tmp_path, capsys):
+    out = tmp_path / "builtin.onnx"
+    code, stdout, stderr = run_cli(capsys, "export", builtin_path(), "--out", out)
+    assert code == 0 and stdout.startswith(f"Wrote {out}"), stderr
+    said = float(stdout.splitlines()[1].split("from numpynn ")[1].split(" ")[0])
+    assert said <= TOLERANCE
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(metadata["metrics"]) == serialize.load(builtin_path())[1]["metrics"]
 
 
 def test_export_runs_as_a_command_and_defaults_to_the_model_name(model_file, tmp_path):

@@ -190,3 +190,39 @@ def test_a_file_in_the_format_written_before_loads_and_gives_the_same_outputs(tm
     with np.load(save_model(tmp_path / "new.npz", model, {}), allow_pickle=False) as saved:
         assert saved["model/3.rng"].dtype.kind == "U" and saved["model/3.rng"].shape == ()
         assert json.loads(str(saved["model/3.rng"])) == model.layers[3].rng.bit_generator.state
+
+
+def test_weights_sha256_follows_its_definition():
+    arrays = {"model/1.b": np.array([1.5, -2.0], ">f4"), "model/0.W": np.arange(6, dtype="<f8").reshape(2, 3),
+              "model/2.rng": np.array("{}")}
+    import hashlib
+
+    expected = hashlib.sha256()
+    for name, dtype, shape, data in [("model/0.W", "<f8", "2,3", np.arange(6, dtype="<f8").tobytes()),
+                                     ("model/1.b", "<f4", "2", np.array([1.5, -2.0], "<f4").tobytes()),
+                                     ("model/2.rng", "<U2", "", "{}".encode("utf-32-le"))]:
+        expected.update(f"{name}\0{dtype}\0{shape}\0".encode() + data)
+    assert serialize.weights_sha256(arrays) == expected.hexdigest()
+    assert serialize.weights_sha256(arrays) == serialize.weights_sha256(dict(reversed(arrays.items())))
+
+
+def test_a_file_whose_weights_do_not_match_its_weights_sha256_is_refused(tmp_path, model, capsys):
+    from .conftest import run_cli
+
+    arrays = serialize.join("model", model.state_dict())
+    path = save_model(tmp_path / "m.npz", model, {"weights_sha256": serialize.weights_sha256(arrays)})
+    _, header = load_model(path)  # the right hash loads
+    arrays["model/0.W"] = arrays["model/0.W"].copy()
+    arrays["model/0.W"][3, 5] += 1e-3  # a tampered copy: one weight changed, the header kept
+    tampered = serialize.save(tmp_path / "tampered.npz", arrays, header)
+    with pytest.raises(ModelFileError, match="do not match the header's weights_sha256"):
+        load_model(tampered)
+    code, out, err = run_cli(capsys, "info", tampered)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "weights_sha256" in err, err
+
+
+@pytest.mark.parametrize("value", ["abc", "A" * 64, 12, None])
+def test_a_weights_sha256_that_is_not_64_hex_digits_is_refused(tmp_path, model, value):
+    path = save_model(tmp_path / "m.npz", model, {"weights_sha256": value})
+    with pytest.raises(ModelFileError, match="weights_sha256 is .*, not 64 hex digits"):
+        load_model(path)

@@ -663,7 +663,7 @@ def test_serve_serves_the_page_and_predictions_and_stops_on_ctrl_c(folder):
                                 "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         line = process.stdout.readline()
-        assert line.startswith("numpynn: serving 2 models") and "http://127.0.0.1:" in line, process.stderr.read()
+        assert line.startswith("numpynn: serving 3 models") and "http://127.0.0.1:" in line, line  # mlp, the built-in model, cnn
         url = line.split(" on ")[1].split()[0]
         assert "<canvas" in _get(url)
         request = urllib.request.Request(url + "api/predict", data=json.dumps({"pixels": seven(28).tolist()}).encode(),

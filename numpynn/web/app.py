@@ -153,12 +153,13 @@ TrainOptions = create_model("TrainOptions", __config__=ConfigDict(extra="forbid"
 
 def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist",
                max_seconds: float = MAX_SECONDS, hosts: frozenset[str] | None = None,
-               token: str | None = None) -> FastAPI:
+               token: str | None = None, builtin=None) -> FastAPI:
     """The app. models_dir: the models folder (default: default_models_dir()); model: a model file listed
     first; data_dir and dataset: where the Learn tab's runs find MNIST (as --data and --dataset).
     hosts: the names its Host header may carry besides IP addresses (default: guard.host_names(), localhost);
-    token: the secret that starting and stopping training need (default: a new random one; app.state.token)."""
-    models = Models(models_dir if models_dir is not None else default_models_dir(), model)
+    token: the secret that starting and stopping training need (default: a new random one; app.state.token);
+    builtin: the built-in model's file (numpynn.models.builtin_path()), listed after `model` (default: none)."""
+    models = Models(models_dir if models_dir is not None else default_models_dir(), model, builtin)
     models.refresh()
     trainer = Trainer(models, data_dir, dataset, max_seconds)
     token = token or new_token()

@@ -1,5 +1,6 @@
-"""The models the page may use, each under a name: the MODEL file given to `numpynn serve` (if any), then every
-model file in the models folder (where the Learn tab saves its runs).
+"""The models the page may use, each under a name: the MODEL file given to `numpynn serve` (if any), then the
+built-in model (if given; named BUILTIN_NAME, which says so on the page's menu), then every model file in the
+models folder (where the Learn tab saves its runs).
 
 A client chooses a model by name only. Names are looked up in this registry's own dictionary, built by
 listing the folder; nothing a request sends ever becomes part of a path.
@@ -15,9 +16,11 @@ import pathlib
 import threading
 from dataclasses import dataclass, field
 
+from ..models import BUILTIN
 from ..serialize import ModelFileError, load_model
 from .inside import Inside
 
+BUILTIN_NAME = f"{BUILTIN} (built-in)"  # the page's menu shows names as they are: this one says what it is
 MAX_MODELS = 100  # listed at most, sorted by name: a folder of thousands of files must not stall the page
 
 
@@ -42,6 +45,7 @@ class Entry:
     model: object
     header: dict
     inside: Inside = field(repr=False)
+    builtin: bool = False  # the model shipped inside numpynn (numpynn/models)
 
     def describe(self) -> dict:
         metrics = self.header.get("metrics", {})
@@ -51,6 +55,8 @@ class Entry:
             "architecture": " -> ".join(_describe(layer) for layer in self.header["architecture"]),
             "parameters": int(self.model.n_params()),
             "test_accuracy": metrics.get("test_accuracy"),
+            "dev_accuracy": metrics.get("dev_accuracy"),
+            "builtin": self.builtin,
             "epochs": metrics.get("epochs"),
             "layers": self.inside.describe(),
         }
@@ -66,39 +72,43 @@ def _describe(layer: dict) -> str:
 
 
 class Models:
-    """name -> Entry, for the pinned file and the folder's model files."""
+    """name -> Entry, for the pinned file, the built-in model and the folder's model files."""
 
-    def __init__(self, folder, pinned=None):
+    def __init__(self, folder, pinned=None, builtin=None):
         self.folder = pathlib.Path(folder)
         self.pinned = pathlib.Path(pinned) if pinned else None
+        self.builtin = pathlib.Path(builtin) if builtin else None
         self._entries: dict[str, Entry] = {}
         self.skipped: list[dict] = []  # {"file", "reason"} for files that are not usable models
         self._lock = threading.Lock()  # the training thread adds models while requests read them
 
     def refresh(self) -> list[Entry]:
         """List the folder again: load new or changed files, forget removed ones. Returns the entries in
-        order: the pinned model first, then the folder's by name."""
+        order: the pinned model first, then the built-in one, then the folder's by name."""
         paths = []
         if self.pinned is not None:
             paths.append(self.pinned)
+        if self.builtin is not None:
+            paths.append(self.builtin)
         if self.folder.is_dir():
             found = sorted(p for p in self.folder.glob("*.npz")
                            if not p.name.endswith(".ckpt.npz") and not p.name.startswith("."))
             paths += found[:MAX_MODELS]
         entries, skipped = {}, []
         for path in paths:
-            name = path.name[: -len(".npz")]
+            builtin = path is self.builtin
+            name = BUILTIN_NAME if builtin else path.name[: -len(".npz")]
             if name in entries:  # the folder has a file named like the pinned one: the pinned one wins
                 continue
             try:
-                entries[name] = self._load(name, path)
+                entries[name] = self._load(name, path, builtin)
             except ModelFileError as error:
                 skipped.append({"file": path.name, "reason": str(error).replace(str(path), path.name)})
         with self._lock:
             self._entries, self.skipped = entries, skipped
         return list(entries.values())
 
-    def _load(self, name: str, path: pathlib.Path) -> Entry:
+    def _load(self, name: str, path: pathlib.Path, builtin: bool = False) -> Entry:
         try:
             st = path.stat()
         except OSError as error:
@@ -114,7 +124,7 @@ class Models:
             inside = Inside(model)
         except ValueError as error:  # a network that does not read 28x28 digits
             raise ModelFileError(f"{path}: {error}") from None
-        return Entry(name, path, stamp, model, header, inside)
+        return Entry(name, path, stamp, model, header, inside, builtin)
 
     def get(self, name: str | None) -> Entry:
         """The entry called `name` (None: the first one). KeyError with a one-line message otherwise."""
