@@ -37,6 +37,7 @@ def main(argv=None) -> int:
         return 1
     spec = [{**layer, "dtype": "float32"} if "dtype" in layer else layer for layer in header["architecture"]]
     model = Sequential.from_spec(spec, state=trained.state_dict())  # load_state_dict casts to the layers' dtype
+    model.temperature = trained.temperature  # and the header's not_sure rule is kept below, as trained
     dataset = header["dataset"]
     splits = load_mnist(dataset["name"], args.data, dev_size=dataset["dev_size"], seed=dataset["split_seed"],
                         progress=False)
