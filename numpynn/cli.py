@@ -405,8 +405,10 @@ def cmd_train(args) -> int:
             log=None if args.quiet else print, on_epoch=redraw if plot else None)
         _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": dataclasses.asdict(history)})
     except TrainingDiverged as error:
+        bar.close()
         raise CommandError(str(error)) from None
     except OutputError as error:  # a checkpoint, the plot or the model could not be written: a full disk, say
+        bar.close()
         raise CommandError(f"{error}; {_last_good(checkpoint)}") from None
     dev_accuracy, test_accuracy, seconds = metrics["dev_accuracy"], metrics["test_accuracy"], metrics["seconds"]
     if history.stopped == "interrupted":
@@ -443,6 +445,11 @@ class _ProgressBar:
         self.batches, self.started = 0, time.perf_counter()
         self.bar = self.tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=False)
         return self.bar
+
+    def close(self) -> None:
+        """Take the bar off the screen (it is not left behind), so that an error line starts a line of its own."""
+        if self.bar is not None:
+            self.bar.close()
 
     def on_batch(self, run, loss: float, accuracy: float) -> None:
         self.loss_sum += loss

@@ -262,3 +262,11 @@ def test_a_closed_pipe_ends_the_command_quietly(trained):
     process.stdout.close()  # the reader goes away at once
     _, err = process.communicate(timeout=60)
     assert process.returncode == 141 and err == b""
+
+
+def test_a_diverged_run_with_its_progress_bar_prints_the_error_on_a_line_of_its_own(tmp_path, tiny_mnist, capsys):
+    code, _, err = run(capsys, "train", "--data", tiny_mnist, "--hidden", "32", "--epochs", "1", "--batch-size",
+                       "16", "--dev-size", "20", "--lr", "1e30", "--out", tmp_path / "m.npz")
+    assert code == 1
+    line = [line for line in err.split("\n") if "numpynn: error:" in line][0]
+    assert line.split("\r")[-1].startswith("numpynn: error: the loss became"), repr(line[-300:])
