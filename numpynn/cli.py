@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--extra-data", metavar="DIR",
                        help="also train on your own digits, as `numpynn examples export DIR` wrote them; a share "
                        "is held out and the accuracy on it printed before and after")
+    train.add_argument("--extra-repeat", metavar="N", type=int,
+                       help="with --extra-data: add each of your training examples N times (default: 20)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser(
@@ -391,15 +393,18 @@ def cmd_train(args) -> int:
         _init_from(run, args)
     if args.plot:
         _output_folder(args.plot, "--plot")
-    extra = _extra_data(args.extra_data, config.seed) if args.extra_data else None  # before MNIST: a typo fails fast
+    extra = _extra_data(args, config.seed) if args.extra_data else None  # before MNIST: a typo fails fast
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except OptionError as error:  # a dev set as large as the training set
         raise _flag_error(error) from None
     if extra is not None:
-        extra_scores = {**extra.summary(), "held_out_accuracy_before":  # a fresh run's "before" is chance: not shown
-                        extra.held_out_accuracy(run.model) if (args.init_from or args.resume) else None}
-        splits = extra.added_to(splits)
+        from .extra_data import REPEAT
+
+        repeat = REPEAT if args.extra_repeat is None else args.extra_repeat
+        extra_scores = {**extra.summary(), "repeat": repeat, "held_out_accuracy_before":  # a fresh run's "before"
+                        extra.held_out_accuracy(run.model) if (args.init_from or args.resume) else None}  # is chance
+        splits = extra.added_to(splits, repeat)
     plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
 
     def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
@@ -464,22 +469,26 @@ def _init_from(run, args) -> None:
         raise CommandError(str(error)) from None
 
 
-def _extra_data(folder, seed: int):
+def _extra_data(args, seed: int):
     """--extra-data DIR: your examples (extra_data.read), split by the run's seed into training and held out."""
     from . import extra_data
 
-    return extra_data.Extra.of(*extra_data.read(folder), seed)  # DataError: one line, exit 1
+    if args.extra_repeat is not None and not 1 <= args.extra_repeat <= extra_data.MAX_REPEAT:
+        raise UsageError(f"--extra-repeat {args.extra_repeat}: use 1 to {extra_data.MAX_REPEAT}")
+    return extra_data.Extra.of(*extra_data.read(args.extra_data), seed)  # DataError: one line, exit 1
 
 
 def _held_out_line(scores: dict) -> str:
     """One line on your held-out examples: how many, and the accuracy before (if the run started from a model)
     and after."""
     n, before, after = scores["held_out"], scores["held_out_accuracy_before"], scores["held_out_accuracy_after"]
+    times = "once" if scores["repeat"] == 1 else f"{scores['repeat']} times"
     if not n:
-        return (f"Your examples: {scores['train']} trained on, none held out (store at least 2 to measure the "
-                f"accuracy on your handwriting)")
+        return (f"Your examples: {scores['train']} trained on (each {times}), none held out (store "
+                f"at least 2 to measure the accuracy on your handwriting)")
     shown = (f"{100 * before:.1f}% -> " if before is not None else "") + f"{100 * after:.1f}%"
-    return (f"Your examples: {scores['train']} trained on, {n} held out; accuracy on the held-out ones "
+    return (f"Your examples: {scores['train']} trained on (each {times}), {n} held out; accuracy "
+            f"on the held-out ones "
             f"{shown}{' (before -> after)' if before is not None else ''}")
 
 

@@ -4,11 +4,13 @@ a part to train on and a held-out part, and the accuracy on the held-out part.
 The held-out share (HELD_OUT_SHARE, at least one example once there are two) is drawn by the run's seed, so the
 same examples and the same seed always hold out the same digits. The MNIST dev and test sets stay as they are:
 the held-out examples are the only measure of how well a model reads *your* handwriting, and they are never
-trained on. The training part is added to MNIST's training split once (not repeated): with a few dozen
-examples among 55,000 digits, a short fine-tune from a model that already reads MNIST is what lets them count.
+trained on. The training part is added to MNIST's training split REPEAT times: a few dozen examples among
+55,000 digits, added once, change nothing measurable (docs/web.md has the numbers); repeated, they are seen
+as often as a small class, and a short fine-tune from a model that already reads MNIST lets them count.
 
-Left out: weighting or repeating your examples, a separate dev split of them (too few to spare), and any
-augmentation specific to them (config.augment applies to every training image alike).
+Left out: weighting your examples in the loss (repeating them is the same in expectation, and needs no change
+to the loop), a separate dev split of them (too few to spare), and any augmentation specific to them
+(config.augment applies to every training image alike).
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from .idx import DataError, check_pair, idx_bytes, read_idx
 IMAGES_FILE = "train-images-idx3-ubyte"  # MNIST's names, uncompressed
 LABELS_FILE = "train-labels-idx1-ubyte"
 HELD_OUT_SHARE = 0.2
+# Times each of your training examples is added. Measured (docs/web.md): 183 drawn digits, fine-tuning a
+# 784-64-10 model for one epoch, 3 seeds: added once, the held-out accuracy moved by -1, 0 and 0 of 37 digits;
+# added 20 times, by 0, +1 and +1, with the test accuracy unchanged.
+REPEAT = 20
+MAX_REPEAT = 1000
 
 
 def export(folder, images: np.ndarray, labels: np.ndarray) -> list[pathlib.Path]:
@@ -78,10 +85,13 @@ class Extra:
         X, y = features(images), labels.astype(np.int64)
         return cls(X[train], y[train], X[held], y[held])
 
-    def added_to(self, splits):
-        """The splits with these training examples after MNIST's own (fit shuffles them in every epoch)."""
-        return dataclasses.replace(splits, X_train=np.concatenate([splits.X_train, self.X_train]),
-                                   y_train=np.concatenate([splits.y_train, self.y_train]))
+    def added_to(self, splits, repeat: int = REPEAT):
+        """The splits with these training examples, `repeat` times each, after MNIST's own (fit shuffles them
+        in every epoch)."""
+        if not (isinstance(repeat, int) and 1 <= repeat <= MAX_REPEAT):
+            raise ValueError(f"repeat = {repeat!r}: use a whole number from 1 to {MAX_REPEAT}")
+        return dataclasses.replace(splits, X_train=np.concatenate([splits.X_train, *[self.X_train] * repeat]),
+                                   y_train=np.concatenate([splits.y_train, *[self.y_train] * repeat]))
 
     def held_out_accuracy(self, model) -> float | None:
         """The share of the held-out examples the model reads right (None when none are held out)."""

@@ -69,7 +69,8 @@ def test_draw_correct_store_then_fine_tune_on_my_examples(page, models, mnist_di
         held = page.locator("#held-out")
         assert held.is_visible()
         text = held.inner_text()
-        assert text.startswith("Your held-out examples (2 of them, never trained on; 7 others trained on): ")
+        assert text.startswith("Your held-out examples (2 of them, never trained on; the 7 others trained on, each 20 "
+                               "times): ")
         assert "right before" in text and "right after" in text
         assert float(held.get_attribute("data-after")) in (0.0, 0.5, 1.0)
         page.screenshot(path=shots / "learn-tab-your-handwriting.png", full_page=True)

@@ -104,10 +104,12 @@ def test_train_with_extra_data_from_a_model_reports_the_held_out_accuracy_before
                              "--extra-data", mine)
     assert code == 0, err
     line = next(l for l in out.splitlines() if l.startswith("Your examples"))
-    assert line.startswith("Your examples: 16 trained on, 4 held out; accuracy on the held-out ones ")
+    assert line.startswith("Your examples: 16 trained on (each 20 times), 4 held out; accuracy on the held-out ones ")
     assert line.endswith("(before -> after)") and "% -> " in line
-    scores = json.loads((tmp_path / "tuned.metrics.json").read_text())["your_examples"]
-    assert scores["train"] == 16 and scores["held_out"] == 4
+    metrics = json.loads((tmp_path / "tuned.metrics.json").read_text())
+    scores = metrics["your_examples"]
+    assert scores["train"] == 16 and scores["held_out"] == 4 and scores["repeat"] == 20
+    assert metrics["history"]["epochs"][0]["train_accuracy"] is not None
     # the numbers are the models' own: the start model and the saved one, on the 4 held out (seed 0's split)
     X, y = extra_data.features(DRAWN["digits"][::25]), DRAWN["digit_labels"][::25]
     _, held = extra_data.split_held_out(20, seed=0)
@@ -116,9 +118,12 @@ def test_train_with_extra_data_from_a_model_reports_the_held_out_accuracy_before
         assert scores[key] == pytest.approx(np.mean(model.predict(X[held]) == y[held]))
     # from fresh weights there is no "before": a network that learned nothing yet says nothing about you
     code, out, _ = run_cli(capsys, "train", "--data", tiny_mnist, *TINY, "--out", tmp_path / "fresh.npz",
-                           "--extra-data", mine)
+                           "--extra-data", mine, "--extra-repeat", "1")
     line = next(l for l in out.splitlines() if l.startswith("Your examples"))
-    assert code == 0 and "->" not in line and "before" not in line
+    assert code == 0 and "->" not in line and "before" not in line and "(each once)" in line
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *TINY, "--out", tmp_path / "x.npz",
+                           "--extra-data", mine, "--extra-repeat", "0")
+    assert code == 2 and err == "numpynn: error: --extra-repeat 0: use 1 to 1000\n"
 
 
 def test_init_from_copies_the_weights_and_refuses_another_network(capsys, tiny_mnist, tmp_path):

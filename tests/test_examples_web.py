@@ -175,7 +175,8 @@ def test_a_page_run_fine_tunes_on_my_examples_and_reports_the_held_out_accuracy(
     tuned, header = serialize.load_model(folder / f"{done['model']}.npz")
     assert scores["held_out_accuracy_before"] == np.mean(start.predict(X[held]) == y[held])
     assert scores["held_out_accuracy_after"] == np.mean(tuned.predict(X[held]) == y[held])
-    assert header["metrics"]["train_images"] == 180 + 16  # MNIST's training split (200 - 20 dev) and yours
+    assert header["metrics"]["train_images"] == 180 + 16 * 20  # MNIST's training split (200 - 20 dev), yours 20 times
+    assert scores["repeat"] == 20
 
 
 def test_without_a_start_model_there_is_no_before(trainer, folder):
@@ -191,6 +192,8 @@ def test_without_a_start_model_there_is_no_before(trainer, folder):
     ({"include_examples": "yes"}, "include_examples"),
     ({"init_from": "nope"}, "unknown model 'nope'"),
     ({"init_from": 3}, "init_from"),
+    ({"include_examples": True, "examples_repeat": 0}, "examples_repeat"),
+    ({"include_examples": True, "examples_repeat": 101}, "examples_repeat"),
     ({"init_from": "m16", "hidden": [32]}, "weights 784x16, 16x10) is not this run's (weights 784x32, 32x10)"),
 ])
 def test_bad_run_options_about_my_examples_get_422_and_start_nothing(trainer, options, words):

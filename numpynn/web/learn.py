@@ -23,7 +23,7 @@ from ..atomic import OutputError, check_folder
 from ..data import DEV_SIZE, DataError, load_mnist
 from ..config import OPTIMIZERS, PRESETS, TrainConfig, make_config
 from ..examples_db import Examples, ExamplesError
-from ..extra_data import Extra
+from ..extra_data import REPEAT, Extra
 from ..train import Run, TrainingDiverged, start_from, train_and_save
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
@@ -50,8 +50,9 @@ OPTIONS = {
     # start from a listed model's weights (fine-tuning; its network must be the one the options build).
     "include_examples": (bool, (False, True)),
     "init_from": (str, ()),  # a name from GET /api/models
+    "examples_repeat": (int, (1, 100)),  # times each of your examples is added (default: extra_data.REPEAT)
 }
-RUN_OPTIONS = ("include_examples", "init_from")  # what a run does, not a TrainConfig value: Trainer.start reads them
+RUN_OPTIONS = ("include_examples", "init_from", "examples_repeat")  # what a run does, not a TrainConfig value: Trainer.start reads them
 LIMITS = {name: allowed for name, (_, allowed) in OPTIONS.items()}
 MAX_LAYERS = 3
 DEFAULT_EPOCHS = 5
@@ -181,8 +182,12 @@ class Trainer:
         """The run options about your handwriting, checked now so a mistake is the start's 422: {"run": a Run
         holding the chosen model's weights, or None; "examples": Extra (your examples, split), or None}."""
         include, name = options.get("include_examples", False), options.get("init_from")
+        repeat = options.get("examples_repeat", REPEAT)
         if not isinstance(include, bool):
             raise ValueError(f"include_examples = {include!r}: use true or false")
+        low, high = LIMITS["examples_repeat"]
+        if not (_is_int(repeat) and low <= repeat <= high):
+            raise ValueError(f"examples_repeat = {repeat!r}: use a whole number from {low} to {high}")
         run = extra = None
         if name is not None:
             if not isinstance(name, str) or not name or len(name) > 200:
@@ -203,7 +208,7 @@ class Trainer:
                 raise ValueError(f"include_examples: {len(labels)} example{'s' * (len(labels) != 1)} stored; "
                                  f"confirm or correct at least 2 answers in the Draw tab first")
             extra = Extra.of(images, labels, config.seed)
-        return {"run": run, "examples": extra}
+        return {"run": run, "examples": extra, "repeat": repeat}
 
     def _check_folder(self) -> None:
         """Refuse a run before it starts if its model could not be saved at its end."""
@@ -270,7 +275,7 @@ class Trainer:
         if train_images is not None and train_images < len(splits.y_train):
             splits = dataclasses.replace(splits, X_train=splits.X_train[:train_images],
                                          y_train=splits.y_train[:train_images])
-        self._train(config, splits, yours.get("run"), yours.get("examples"))
+        self._train(config, splits, yours.get("run"), yours.get("examples"), yours.get("repeat", REPEAT))
 
     def _data(self, config: TrainConfig):
         key = (self.dataset, config.dev_size, config.seed)
@@ -280,13 +285,14 @@ class Trainer:
                                             seed=config.seed, progress=False))
         return self._splits[1]
 
-    def _train(self, config: TrainConfig, splits, run: Run | None = None, extra: Extra | None = None) -> None:
+    def _train(self, config: TrainConfig, splits, run: Run | None = None, extra: Extra | None = None,
+               repeat: int = REPEAT) -> None:
         started_from = run is not None
         run = run if started_from else Run.start(config)
         if extra is not None:  # "before" only for a model that already learned something: a fresh one guesses
-            scores = {**extra.summary(), "held_out_accuracy_before":
+            scores = {**extra.summary(), "repeat": repeat, "held_out_accuracy_before":
                       extra.held_out_accuracy(run.model) if started_from else None}
-            splits = extra.added_to(splits)
+            splits = extra.added_to(splits, repeat)
         batches = math.ceil(len(splits.y_train) / config.batch_size)
         every = max(1, config.epochs * batches // MAX_POINTS)  # batches averaged into one curve point
         window = {"loss": 0.0, "accuracy": 0.0, "n": 0}

@@ -718,13 +718,15 @@ function showHeldOut(scores) {
   const el = $("#held-out");
   el.hidden = false;
   el.textContent = scores.held_out
-    ? `Your held-out examples (${scores.held_out} of them, never trained on; ${scores.train} others trained on): ` +
+    ? `Your held-out examples (${scores.held_out} of them, never trained on; the ${scores.train} others trained on, ` +
+      `each ${scores.repeat} times): ` +
       (scores.held_out_accuracy_before !== null ? `${shown(scores.held_out_accuracy_before)} right before, ` : "") +
       `${shown(scores.held_out_accuracy_after)} right after.`
     : `Trained on your ${scores.train} examples; too few to hold any out.`;
   el.dataset.after = String(scores.held_out_accuracy_after);
 }
 
+$("#clear").addEventListener("click", () => showError($("#yours-error"), null));
 api("/api/examples").then(showCounts).catch((error) => showError($("#yours-error"), error));
 api("/api/models").then((data) => fillStartFrom(data.models)).catch(() => {});
 
