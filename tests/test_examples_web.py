@@ -83,7 +83,7 @@ def test_delete_one_or_all(client):
     ({**body(), "extra": 1}, 422, "extra"),
     ({**body(), "pad": "%%%"}, 422, "not base64"),
     ({**body(), "pad": "A" * 200_000}, 422, "pad"),
-    (body(pad=bytes(1000)), 422, "784 (28x28) or 78,400"),
+    (body(pad=bytes(1000)), 422, "pad: raw pixels: 1,000 bytes; send 784 (28x28) or 78,400"),
     (body(pad=bytes(78_400)), 422, "blank"),
     (body(model="nope"), 404, "unknown model"),
     (body(model=["m16"]), 422, "model"),

@@ -54,9 +54,13 @@ def add_routes(app: FastAPI, models, examples: Examples, turns) -> None:
     @app.post("/api/examples", status_code=201, summary="Store a digit you drew, with its right label")
     async def add_example(example: NewExample):
         try:
-            grey = read_raw(base64.b64decode(example.pad, validate=True))  # (n, n) uint8
+            raw = base64.b64decode(example.pad, validate=True)
         except (binascii.Error, ValueError):
             raise Invalid("pad: not base64; send the pad's grey bytes as base64") from None
+        try:
+            grey = read_raw(raw)  # (n, n) uint8
+        except Invalid as error:
+            raise Invalid(f"pad: {error}") from None
         try:
             digit = prepare(grey)  # (28, 28) float32, as for a prediction
         except ImageError:
