@@ -48,6 +48,12 @@ def test_draw_correct_store_then_fine_tune_on_my_examples(page, models, mnist_di
                 page.wait_for_selector("#yours-error:not([hidden])")
                 assert "stored already" in page.locator("#yours-error").inner_text()
                 assert page.locator("#examples-count").get_attribute("data-total") == "1"
+                page.click("#undo")  # Undo deletes it, and the drawing may then be stored again
+                page.wait_for_selector("#examples-count[data-total='0']", state="attached")
+                assert "deleted" in page.locator("#yours-status").inner_text() and page.locator("#undo").is_hidden()
+                assert Examples(folder).counts() == [0] * 10
+                page.click("#correct button[data-label='1']")
+                page.wait_for_selector("#examples-count[data-total='1']", state="attached")
                 page.screenshot(path=shots / "draw-tab-your-handwriting.png", full_page=True)
             page.click("#clear")
             settled(page)

@@ -683,10 +683,26 @@ async function storeExample(label) {
     showCounts(answer);
     status.dataset.stored = String(answer.id);
     status.prepend(`Stored as a ${answer.label} (${answer.model} said ${answer.predicted}). `);
+    yours.last = answer.id;
+    $("#undo").hidden = false;
   } catch (error) {
     showError($("#yours-error"), error);
   }
 }
+
+$("#undo").addEventListener("click", async () => {
+  // Deleting changes state: the token goes with it, as with every change (api() adds it to POSTs only).
+  try {
+    const answer = await api(`/api/examples?id=${yours.last}`, { method: "DELETE", headers: { "X-Numpynn-Token": TOKEN } });
+    showError($("#yours-error"), null);
+    showCounts(answer);
+    $("#yours-status").prepend(`Example ${yours.last} deleted. `);
+    $("#undo").hidden = true;
+    if (yours.storedGeneration === state.generation) yours.storedGeneration = -1;   // this drawing may be stored again
+  } catch (error) {
+    showError($("#yours-error"), error);
+  }
+});
 
 function showCounts(data) {
   const status = $("#yours-status");
