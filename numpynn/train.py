@@ -173,7 +173,8 @@ def start_from(run: Run, model: Sequential, source: str) -> None:
 
     if shape(model) != shape(run.model):
         def said(m):
-            return "weights " + ", ".join("x".join(map(str, v)) for k, v in m.state_shapes().items() if k.endswith(".W"))
+            shapes = m.state_shapes()
+            return "weights " + ", ".join("x".join(map(str, v)) for k, v in shapes.items() if k.endswith(".W"))
 
         raise ValueError(f"{source}: its network ({said(model)}) is not this run's ({said(run.model)}); choose the "
                          f"same preset and widths as the model was trained with")

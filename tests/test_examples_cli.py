@@ -51,7 +51,8 @@ def test_export_writes_idx_files_that_numpynns_loader_reads(capsys, models, tmp_
 def test_delete_one_and_all(capsys, models):
     assert run_cli(capsys, "examples", "delete", "3", "--models", models)[:2] == (0, "Deleted example 3\n")
     code, _, err = run_cli(capsys, "examples", "delete", "3", "--models", models)
-    assert code == 1 and err == f"numpynn: error: no example 3 in {models / 'examples.sqlite'} (see `numpynn examples list`)\n"
+    assert code == 1 and err == (f"numpynn: error: no example 3 in {models / 'examples.sqlite'} "
+                                 f"(see `numpynn examples list`)\n")
     code, out, _ = run_cli(capsys, "examples", "delete", "--all", "--models", models)
     assert code == 0 and out.startswith("Deleted 19 examples")
     code, _, err = run_cli(capsys, "examples", "export", models.parent / "x", "--models", models)

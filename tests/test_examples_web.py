@@ -218,7 +218,8 @@ def test_no_malformed_request_to_the_examples_routes_gets_a_500_or_a_logged_erro
                                  "multipart/form-data; boundary=x"]),
            payload=st.one_of(st.binary(max_size=500), st.sampled_from([
                b"", b"{}", b"null", b"[]", b'{"pad": 1, "label": 1}', b'{"pad": "", "label": 1}',
-               f'{{"pad": "{good}", "label": 1e400}}'.encode(), f'{{"pad": "{good}", "label": 3, "model": null}}'.encode(),
+               f'{{"pad": "{good}", "label": 1e400}}'.encode(),
+               f'{{"pad": "{good}", "label": 3, "model": null}}'.encode(),
                f'{{"pad": "{good[:-4]}", "label": 3}}'.encode(), b'{"pad": "\\u0000", "label": 0}'])))
     def check(method, query, kind, payload):
         caplog.clear()

@@ -52,7 +52,8 @@ OPTIONS = {
     "init_from": (str, ()),  # a name from GET /api/models
     "examples_repeat": (int, (1, 100)),  # times each of your examples is added (default: extra_data.REPEAT)
 }
-RUN_OPTIONS = ("include_examples", "init_from", "examples_repeat")  # what a run does, not a TrainConfig value: Trainer.start reads them
+# What a run does rather than a TrainConfig value: Trainer.start reads these, parse_request the others.
+RUN_OPTIONS = ("include_examples", "init_from", "examples_repeat")
 LIMITS = {name: allowed for name, (_, allowed) in OPTIONS.items()}
 MAX_LAYERS = 3
 DEFAULT_EPOCHS = 5
