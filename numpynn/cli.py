@@ -393,6 +393,8 @@ def cmd_train(args) -> int:
         _init_from(run, args)
     if args.plot:
         _output_folder(args.plot, "--plot")
+    if args.extra_repeat is not None and not args.extra_data:
+        raise UsageError("--extra-repeat goes with --extra-data DIR (the examples to repeat)")
     extra = _extra_data(args, config.seed) if args.extra_data else None  # before MNIST: a typo fails fast
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)

@@ -125,6 +125,9 @@ def test_train_with_extra_data_from_a_model_reports_the_held_out_accuracy_before
     code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *TINY, "--out", tmp_path / "x.npz",
                            "--extra-data", mine, "--extra-repeat", "0")
     assert code == 2 and err == "numpynn: error: --extra-repeat 0: use 1 to 1000\n"
+    code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *TINY, "--out", tmp_path / "y.npz",
+                           "--extra-repeat", "5")
+    assert code == 2 and "--extra-repeat goes with --extra-data" in err
 
 
 def test_init_from_copies_the_weights_and_refuses_another_network(capsys, tiny_mnist, tmp_path):

@@ -176,7 +176,10 @@ def test_kill_9_in_the_middle_of_writing_leaves_every_committed_example(tmp_path
     procs = _writers(folder, 100_000, (1, 2))  # they would write for minutes
     for p in procs:
         assert p.stdout.readline() == b"ready\n"
-    time.sleep(0.8)
+    deadline = time.monotonic() + 60
+    while not all(Examples(folder).counts()[k] > 5 for k in (1, 2)):  # both are writing now
+        assert time.monotonic() < deadline, "the writers did not write"
+        time.sleep(0.05)
     for p in procs:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
