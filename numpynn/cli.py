@@ -814,6 +814,46 @@ def cmd_serve(args) -> int:
     return 0
 
 
+EXPORT_TOLERANCE = 1e-4  # the most onnxruntime may differ from numpynn on the check batch: float32 rounding is ~1e-6
+
+
+def cmd_export(args) -> int:
+    """The model as ONNX (numpynn/export.py), checked in onnxruntime when it is installed, then written whole."""
+    import pathlib
+
+    from .export import OPSET, ExportError, check_batch, compare_with_onnxruntime, require_onnx, save_onnx, to_onnx
+
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_suffix(".onnx")
+    if out.suffix != ".onnx":
+        raise UsageError(f"--out {out}: ONNX files end in .onnx; choose a name like model.onnx")
+    _output_folder(out.parent, "--out", may_create=False, value=out)
+    try:
+        require_onnx()  # before the model is read: without onnx there is nothing to do
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    model, header = _load_model(args.model)
+    try:
+        proto = to_onnx(model, header)
+    except ExportError as error:
+        raise CommandError(f"{args.model}: {error}") from None
+    X = check_batch()
+    difference = compare_with_onnxruntime(proto, model, X)
+    if difference is not None and max(difference["logits"], difference["probabilities"]) > EXPORT_TOLERANCE:
+        raise CommandError(f"onnxruntime {difference['onnxruntime']} disagrees with numpynn by up to "
+                           f"{difference['logits']:.2g} in the logits; nothing was written (a bug in numpynn's "
+                           f"exporter: please report it)")
+    save_onnx(proto, out)
+    print(f"Wrote {out}  (ONNX opset {OPSET}, {out.stat().st_size:,} bytes): input pixels (N, {X.shape[1]}) "
+          f"float32, outputs logits and probabilities")
+    if difference is None:
+        print("Not checked: onnxruntime is not installed (pip install onnxruntime to compare it with numpynn)")
+    else:
+        print(f"Checked with onnxruntime {difference['onnxruntime']} on {len(X)} check images (black, white, random "
+              f"pixels): max |difference| from numpynn {difference['logits']:.1e} in the logits, "
+              f"{difference['probabilities']:.1e} in the probabilities")
+    return 0
+
+
 def cmd_examples(args) -> int:
     """numpynn examples list | delete ID | delete --all | export DIR: the digits stored from the page."""
     import pathlib
@@ -868,46 +908,6 @@ def cmd_examples(args) -> int:
                   f"`numpynn train --extra-data {folder}`")
     except ExamplesError as error:
         raise CommandError(str(error)) from None
-    return 0
-
-
-EXPORT_TOLERANCE = 1e-4  # the most onnxruntime may differ from numpynn on the check batch: float32 rounding is ~1e-6
-
-
-def cmd_export(args) -> int:
-    """The model as ONNX (numpynn/export.py), checked in onnxruntime when it is installed, then written whole."""
-    import pathlib
-
-    from .export import OPSET, ExportError, check_batch, compare_with_onnxruntime, require_onnx, save_onnx, to_onnx
-
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.model).with_suffix(".onnx")
-    if out.suffix != ".onnx":
-        raise UsageError(f"--out {out}: ONNX files end in .onnx; choose a name like model.onnx")
-    _output_folder(out.parent, "--out", may_create=False, value=out)
-    try:
-        require_onnx()  # before the model is read: without onnx there is nothing to do
-    except ExportError as error:
-        raise CommandError(str(error)) from None
-    model, header = _load_model(args.model)
-    try:
-        proto = to_onnx(model, header)
-    except ExportError as error:
-        raise CommandError(f"{args.model}: {error}") from None
-    X = check_batch()
-    difference = compare_with_onnxruntime(proto, model, X)
-    if difference is not None and max(difference["logits"], difference["probabilities"]) > EXPORT_TOLERANCE:
-        raise CommandError(f"onnxruntime {difference['onnxruntime']} disagrees with numpynn by up to "
-                           f"{difference['logits']:.2g} in the logits; nothing was written (a bug in numpynn's "
-                           f"exporter: please report it)")
-    save_onnx(proto, out)
-    print(f"Wrote {out}  (ONNX opset {OPSET}, {out.stat().st_size:,} bytes): input pixels (N, {X.shape[1]}) "
-          f"float32, outputs logits and probabilities")
-    if difference is None:
-        print("Not checked: onnxruntime is not installed (pip install onnxruntime to compare it with numpynn)")
-    else:
-        print(f"Checked with onnxruntime {difference['onnxruntime']} on {len(X)} check images (black, white, random "
-              f"pixels): max |difference| from numpynn {difference['logits']:.1e} in the logits, "
-              f"{difference['probabilities']:.1e} in the probabilities")
     return 0
 
 
