@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="DIR",
                        help="redraw the learning curves and the training diagnostics into DIR/learning_curves.png "
                        "and DIR/diagnostics.png after every epoch")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start from this model file's weights (fine-tuning); the network must be the same")
+    train.add_argument("--extra-data", metavar="DIR",
+                       help="also train on your own digits, as `numpynn examples export DIR` wrote them; a share "
+                       "is held out and the accuracy on it printed before and after")
+    train.add_argument("--extra-repeat", metavar="N", type=int,
+                       help="with --extra-data: add each of your training examples N times (default: 20)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser(
@@ -230,6 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "and --host are always answered, other names are refused (they could be DNS rebinding)")
     _add_data_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    examples = commands.add_parser(
+        "examples", help="your handwriting: list, delete or export the digits stored from the page",
+        description="The digits you confirmed or corrected on the page's Draw tab, stored in examples.sqlite in "
+        "the models folder.")
+    examples.add_argument("action", choices=("list", "delete", "export"), help="list them; delete ID (or --all); "
+                          "export DIR as IDX files for `numpynn train --extra-data DIR`")
+    examples.add_argument("target", metavar="ID|DIR", nargs="?", help="the example to delete, or the folder to "
+                          "export into")
+    examples.add_argument("--all", action="store_true", help="with delete: delete every example")
+    examples.add_argument("--models", metavar="DIR", help="the models folder (default: as for serve)")
+    examples.add_argument("--json", action="store_true", help="with list: print JSON")
+    examples.set_defaults(run=cmd_examples)
 
     export = commands.add_parser(
         "export", help="write a model file as an ONNX file, to run with onnxruntime (Python, C++, a browser)",
@@ -379,12 +399,24 @@ def cmd_train(args) -> int:
         except OptionError as error:  # options that are fine alone but not together, e.g. a cnn with init seed
             raise _flag_error(error) from None
     config = run.config
+    if args.init_from:
+        _init_from(run, args)
     if args.plot:
         _output_folder(args.plot, "--plot")
+    if args.extra_repeat is not None and not args.extra_data:
+        raise UsageError("--extra-repeat goes with --extra-data DIR (the examples to repeat)")
+    extra = _extra_data(args, config.seed) if args.extra_data else None  # before MNIST: a typo fails fast
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except OptionError as error:  # a dev set as large as the training set
         raise _flag_error(error) from None
+    if extra is not None:
+        from .extra_data import REPEAT
+
+        repeat = REPEAT if args.extra_repeat is None else args.extra_repeat
+        extra_scores = {**extra.summary(), "repeat": repeat, "held_out_accuracy_before":  # a fresh run's "before"
+                        extra.held_out_accuracy(run.model) if (args.init_from or args.resume) else None}  # is chance
+        splits = extra.added_to(splits, repeat)
     plot = _make_folder(args.plot) / "learning_curves.png" if args.plot else None
 
     def redraw(run, row=None):  # fit's on_epoch hook: the History so far, so a run can be watched as it goes
@@ -403,6 +435,8 @@ def cmd_train(args) -> int:
             run, splits, out, args.dataset, started=started, checkpoint=checkpoint,
             progress=None if args.quiet else bar.start, on_batch=None if args.quiet else bar.on_batch,
             log=None if args.quiet else print, on_epoch=redraw if plot else None)
+        if extra is not None:
+            metrics["your_examples"] = {**extra_scores, "held_out_accuracy_after": extra.held_out_accuracy(run.model)}
         _write_json(out.with_name(out.stem + ".metrics.json"), {**metrics, "history": dataclasses.asdict(history)})
     except TrainingDiverged as error:
         bar.close()
@@ -418,6 +452,8 @@ def cmd_train(args) -> int:
     if "temperature" in metrics:
         print(f"Calibrated: temperature {metrics['temperature']:.3f} fitted on the dev set; test expected calibration "
               f"error {100 * metrics['test_ece_uncalibrated']:.2f}% -> {100 * metrics['test_ece']:.2f}%")
+    if extra is not None:
+        print(_held_out_line(metrics["your_examples"]))
     print(f"Model: {out}  (metrics: {out.with_name(out.stem + '.metrics.json')}, checkpoint: {checkpoint})")
     if plot:
         written = redraw(run)  # once more: the History now says how the run ended
@@ -429,6 +465,45 @@ def cmd_train(args) -> int:
                           "stopped": history.stopped, "temperature": metrics.get("temperature", 1.0),
                           "test_ece": metrics["test_ece"]}))
     return 130 if history.stopped == "interrupted" else 0
+
+
+def _init_from(run, args) -> None:
+    """--init-from MODEL: the run starts from the model's weights (train.start_from)."""
+    from .train import start_from
+
+    if args.resume:
+        raise UsageError("--init-from and --resume both say where the weights come from; give one")
+    model, header = _load_model(args.init_from)
+    if header.get("kind") != "model":
+        raise CommandError(f"--init-from {args.init_from}: a checkpoint, not a model file (continue a checkpoint "
+                           f"with --resume)")
+    try:
+        start_from(run, model, f"--init-from {args.init_from}")
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _extra_data(args, seed: int):
+    """--extra-data DIR: your examples (extra_data.read), split by the run's seed into training and held out."""
+    from . import extra_data
+
+    if args.extra_repeat is not None and not 1 <= args.extra_repeat <= extra_data.MAX_REPEAT:
+        raise UsageError(f"--extra-repeat {args.extra_repeat}: use 1 to {extra_data.MAX_REPEAT}")
+    return extra_data.Extra.of(*extra_data.read(args.extra_data), seed)  # DataError: one line, exit 1
+
+
+def _held_out_line(scores: dict) -> str:
+    """One line on your held-out examples: how many, and the accuracy before (if the run started from a model)
+    and after."""
+    n, before, after = scores["held_out"], scores["held_out_accuracy_before"], scores["held_out_accuracy_after"]
+    times = "once" if scores["repeat"] == 1 else f"{scores['repeat']} times"
+    if not n:
+        return (f"Your examples: {scores['train']} trained on (each {times}), none held out (store "
+                f"at least 2 to measure the accuracy on your handwriting)")
+    shown = (f"{100 * before:.1f}% -> " if before is not None else "") + f"{100 * after:.1f}%"
+    return (f"Your examples: {scores['train']} trained on (each {times}), {n} held out; accuracy "
+            f"on the held-out ones "
+            f"{shown}{' (before -> after)' if before is not None else ''}")
 
 
 class _ProgressBar:
@@ -854,6 +929,63 @@ def cmd_export(args) -> int:
         print(f"Checked with onnxruntime {difference['onnxruntime']} on {len(X)} check images (black, white, random "
               f"pixels): max |difference| from numpynn {difference['logits']:.1e} in the logits, "
               f"{difference['probabilities']:.1e} in the probabilities")
+    return 0
+
+
+def cmd_examples(args) -> int:
+    """numpynn examples list | delete ID | delete --all | export DIR: the digits stored from the page."""
+    import pathlib
+
+    import numpy as np
+
+    from . import extra_data
+    from .examples_db import Examples, ExamplesError
+    from .web.registry import default_models_dir
+
+    if args.models is not None and not pathlib.Path(args.models).is_dir():
+        raise UsageError(f"--models {args.models}: no such folder; give the folder `numpynn serve` uses")
+    store = Examples(pathlib.Path(args.models) if args.models else default_models_dir())
+    if args.all and args.action != "delete":
+        raise UsageError("--all goes with delete: numpynn examples delete --all")
+    try:
+        if args.action == "list":
+            if args.target is not None:
+                raise UsageError(f"list takes no argument, not {args.target!r}")
+            rows, counts = store.rows(), store.counts()
+            if args.json:
+                print(json.dumps({"database": str(store.path), "counts": counts, "examples": rows}))
+                return 0
+            for row in rows:
+                guess = "-" if row["predicted"] is None else row["predicted"]
+                print(f"{row['id']:>6}  label {row['label']}  model said {guess}  {row['created']}  {row['model']}")
+            print(f"{sum(counts)} example{'s' * (sum(counts) != 1)} in {store.path}; per label 0-9: "
+                  f"{' '.join(map(str, counts))}")
+        elif args.action == "delete":
+            if args.all == (args.target is not None):
+                raise UsageError("give one example's ID (from `numpynn examples list`) or --all")
+            if args.all:
+                print(f"Deleted {store.delete_all()} examples from {store.path}")
+            else:
+                if not args.target.isdigit():
+                    raise UsageError(f"ID {args.target!r}: give a number from `numpynn examples list`")
+                if not store.delete(int(args.target)):
+                    raise CommandError(f"no example {args.target} in {store.path} (see `numpynn examples list`)")
+                print(f"Deleted example {args.target}")
+        else:
+            if args.target is None:
+                raise UsageError("export needs a folder: numpynn examples export DIR")
+            folder = _output_folder(args.target, "export", may_create=True)
+            images, labels = store.arrays()
+            if not len(labels):
+                raise CommandError(f"no examples in {store.path}; confirm or correct some answers on the page's "
+                                   f"Draw tab first")
+            _make_folder(folder)
+            paths = extra_data.export(folder, images, labels)
+            print(f"Wrote {len(labels)} examples to {paths[0]} and {paths[1]} (per label 0-9: "
+                  f"{' '.join(map(str, np.bincount(labels, minlength=10)))}); train with "
+                  f"`numpynn train --extra-data {folder}`")
+    except ExamplesError as error:
+        raise CommandError(str(error)) from None
     return 0
 
 

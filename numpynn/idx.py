@@ -217,3 +217,14 @@ def check_pair(images, labels, images_name, labels_name):
     if labels.size and labels.max() > 9:
         i = int(np.argmax(labels > 9))
         raise DataError(f"{labels_name}: label {labels[i]} at index {i} is outside 0..9")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array of 1 to 4 dimensions as an IDX file's bytes (what read_idx reads back): the magic
+    (two zero bytes, 0x08 for unsigned bytes, ndim), each size as a big-endian uint32, then the values."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= _MAX_NDIM:
+        raise ValueError(f"IDX files written here hold uint8 arrays of 1 to {_MAX_NDIM} dimensions, not "
+                         f"{array.dtype} of {array.ndim}")
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return header + array.tobytes()

@@ -164,6 +164,23 @@ class Run:
                    history=history, best_state=serialize.split(arrays, "best") or None, best_accuracy=best_accuracy)
 
 
+def start_from(run: Run, model: Sequential, source: str) -> None:
+    """Fine-tuning: give `run` (a fresh Run) the weights of `model`, e.g. a model file's. Weights only: the
+    optimizer, the schedule and the temperature start afresh. The two networks must have the same layers and
+    shapes; otherwise ValueError, one line naming `source` and both architectures."""
+    def shape(m):
+        return [layer.get("type") for layer in m.spec()], m.state_shapes()
+
+    if shape(model) != shape(run.model):
+        def said(m):
+            shapes = m.state_shapes()
+            return "weights " + ", ".join("x".join(map(str, v)) for k, v in shapes.items() if k.endswith(".W"))
+
+        raise ValueError(f"{source}: its network ({said(model)}) is not this run's ({said(run.model)}); choose the "
+                         f"same preset and widths as the model was trained with")
+    run.model.load_state_dict(model.state_dict())
+
+
 def fit(run: Run, splits, *, checkpoint=None, progress=None, log=None, on_batch=None, on_epoch=None,
         should_stop=None, diagnose: bool = True) -> History:
     """Train `run` for its remaining epochs on `splits`: X_train (N, D) float32, y_train (N,) int64 in [0, K),

@@ -8,6 +8,8 @@
     POST /api/train           start a run (one at a time: a second start gets 409)
     POST /api/train/stop      stop it; the model trained so far is saved
     GET  /api/train/events    the run's events as server-sent events (text/event-stream)
+    GET  /api/examples        your examples (digits confirmed or corrected on the page): how many, per label
+    POST /api/examples        store one; DELETE /api/examples?id=N (or ?all=true) deletes (web/examples.py)
     GET  /docs                the API, as one plain page made from /openapi.json (nothing from a CDN)
 
 A digit arrives as raw grey pixels (application/octet-stream: 28x28 or 280x280 bytes, what the page's drawing
@@ -49,9 +51,11 @@ from pydantic import ConfigDict, create_model
 
 from .. import __version__
 from ..abstain import apply_rule
+from ..examples_db import Examples
 from ..images import ImageError, prepare
 from .answers import INTERNAL, Invalid, find_model, log, numpy_json, rounded
 from .events import MAX_EVENT_ID, last_seen, stream
+from .examples import add_routes as add_example_routes
 from .fastpredict import FastPredict
 from .guard import Guard, host_names, new_token
 from .learn import MAX_SECONDS, OPTIONS, Busy, NotWritable, Trainer
@@ -261,4 +265,5 @@ def create_app(models_dir=None, model=None, data_dir=None, dataset: str = "mnist
         return StreamingResponse(stream(trainer, request, last), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    add_example_routes(app, models, Examples(models.folder), turns)
     return app

@@ -12,8 +12,8 @@ rebinding) can even read the answers. The Guard middleware stops both, before an
    an Origin header, when there is one, must be http://<the Host header>, and Sec-Fetch-Site, when there is one,
    must be same-origin or none (a typed URL, curl). Other web pages get 403. Browsers send both headers on
    every cross-origin POST; scripts and curl send neither, and pass.
-3. The token, on the routes that start and stop training: the header X-Numpynn-Token must hold this server's
-   secret, drawn at random when it starts and written into the page it serves (a meta tag the page's script
+3. The token, on the routes that start and stop training and that store or delete your examples: the header
+   X-Numpynn-Token must hold this server's secret, drawn at random when it starts and written into the page it serves (a meta tag the page's script
    reads), and the body must be JSON (an empty body too for stop). A web page cannot send that header to
    another origin without asking first (a CORS preflight), and this server never says yes; a form or a
    text/plain body, which a page can send without asking, is refused with 415.
@@ -35,7 +35,8 @@ import socket
 TOKEN_HEADER = "x-numpynn-token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 # The routes that need the token, and the content types their bodies may have ("" = no body).
-TOKEN_ROUTES = {"/api/train": ("application/json",), "/api/train/stop": ("application/json", "")}
+TOKEN_ROUTES = {"/api/train": ("application/json",), "/api/train/stop": ("application/json", ""),
+                "/api/examples": ("application/json", "")}  # POST a JSON example; DELETE with no body
 
 
 def new_token() -> str:

@@ -22,7 +22,9 @@ from .. import serialize
 from ..atomic import OutputError, check_folder
 from ..data import DEV_SIZE, DataError, load_mnist
 from ..config import OPTIMIZERS, PRESETS, TrainConfig, make_config
-from ..train import Run, TrainingDiverged, train_and_save
+from ..examples_db import Examples, ExamplesError
+from ..extra_data import REPEAT, Extra
+from ..train import Run, TrainingDiverged, start_from, train_and_save
 
 MAX_SECONDS = 15 * 60  # a page run stops by itself after this long; the model trained so far is saved
 # When the server stops, how long it waits for a stopped run to be scored and saved. A run stops after its
@@ -44,7 +46,14 @@ OPTIONS = {
     "train_images": (int, (100, 60_000)),  # the first n of the shuffled training split (fewer: a quicker run)
     "dev_size": (int, (10, DEV_SIZE)),
     "seed": (int, (0, 2**31 - 1)),
+    # Your handwriting: train on the examples stored from the Draw tab too (a share held out and scored), and
+    # start from a listed model's weights (fine-tuning; its network must be the one the options build).
+    "include_examples": (bool, (False, True)),
+    "init_from": (str, ()),  # a name from GET /api/models
+    "examples_repeat": (int, (1, 100)),  # times each of your examples is added (default: extra_data.REPEAT)
 }
+# What a run does rather than a TrainConfig value: Trainer.start reads these, parse_request the others.
+RUN_OPTIONS = ("include_examples", "init_from", "examples_repeat")
 LIMITS = {name: allowed for name, (_, allowed) in OPTIONS.items()}
 MAX_LAYERS = 3
 DEFAULT_EPOCHS = 5
@@ -126,7 +135,9 @@ class Trainer:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, options: dict) -> dict:
-        config, train_images = parse_request(options)  # ValueError: the page's 422
+        options = options if isinstance(options, dict) else {}
+        config, train_images = parse_request({k: v for k, v in options.items() if k not in RUN_OPTIONS})  # 422s
+        yours = self._yours(options, config)  # ValueError: the page's 422 too
         self._check_folder()
         with self._lock:
             if self.running:
@@ -137,7 +148,7 @@ class Trainer:
             self._emit({"type": "start", "config": dataclasses.asdict(config), "train_images": train_images})
             if self.on_start:
                 self.on_start()
-            self._thread = threading.Thread(target=self._run, args=(config, train_images), daemon=True,
+            self._thread = threading.Thread(target=self._run, args=(config, train_images, yours), daemon=True,
                                             name="numpynn-learn")
             self._thread.start()
         return self.status()
@@ -167,6 +178,38 @@ class Trainer:
         if last.get("state") in ("stopped", "done"):
             return f"the training run's model is saved as {self.models.folder / last['model']}.npz"
         return f"the training run ended without a model: {last.get('message', last.get('state', 'no run'))}"
+
+    def _yours(self, options: dict, config: TrainConfig) -> dict:
+        """The run options about your handwriting, checked now so a mistake is the start's 422: {"run": a Run
+        holding the chosen model's weights, or None; "examples": Extra (your examples, split), or None}."""
+        include, name = options.get("include_examples", False), options.get("init_from")
+        repeat = options.get("examples_repeat", REPEAT)
+        if not isinstance(include, bool):
+            raise ValueError(f"include_examples = {include!r}: use true or false")
+        low, high = LIMITS["examples_repeat"]
+        if not (_is_int(repeat) and low <= repeat <= high):
+            raise ValueError(f"examples_repeat = {repeat!r}: use a whole number from {low} to {high}")
+        run = extra = None
+        if name is not None:
+            if not isinstance(name, str) or not name or len(name) > 200:
+                raise ValueError("init_from must be a model's name from GET /api/models")
+            try:
+                entry = self.models.get(name)
+            except KeyError as error:
+                raise ValueError(f"init_from: {error.args[0]}") from None
+            run = Run.start(config)
+            start_from(run, entry.model, f"init_from {entry.name}")  # ValueError when the networks differ
+        if include:
+            try:
+                images, labels = Examples(self.models.folder).arrays()
+            except ExamplesError as error:
+                print(f"numpynn: {error}", file=sys.stderr)
+                raise ValueError(f"your examples cannot be read ({str(error).split(': ', 1)[-1]})") from None
+            if len(labels) < 2:
+                raise ValueError(f"include_examples: {len(labels)} example{'s' * (len(labels) != 1)} stored; "
+                                 f"confirm or correct at least 2 answers in the Draw tab first")
+            extra = Extra.of(images, labels, config.seed)
+        return {"run": run, "examples": extra, "repeat": repeat}
 
     def _check_folder(self) -> None:
         """Refuse a run before it starts if its model could not be saved at its end."""
@@ -207,9 +250,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------------
     # The run, in its own thread
 
-    def _run(self, config: TrainConfig, train_images: int | None) -> None:
+    def _run(self, config: TrainConfig, train_images: int | None, yours: dict | None = None) -> None:
         try:
-            self._load_and_train(config, train_images)
+            self._load_and_train(config, train_images, yours or {})
         except DataError as error:  # its message names the server's folders: those stay in the server's log
             print(f"numpynn: the Learn tab's run: {error}", file=sys.stderr)
             self._set("failed", message="the server did not find the MNIST files; restart numpynn serve with "
@@ -228,12 +271,12 @@ class Trainer:
             if self.on_end:
                 self.on_end()
 
-    def _load_and_train(self, config: TrainConfig, train_images: int | None) -> None:
+    def _load_and_train(self, config: TrainConfig, train_images: int | None, yours: dict) -> None:
         splits = self._data(config)
         if train_images is not None and train_images < len(splits.y_train):
             splits = dataclasses.replace(splits, X_train=splits.X_train[:train_images],
                                          y_train=splits.y_train[:train_images])
-        self._train(config, splits)
+        self._train(config, splits, yours.get("run"), yours.get("examples"), yours.get("repeat", REPEAT))
 
     def _data(self, config: TrainConfig):
         key = (self.dataset, config.dev_size, config.seed)
@@ -243,8 +286,14 @@ class Trainer:
                                             seed=config.seed, progress=False))
         return self._splits[1]
 
-    def _train(self, config: TrainConfig, splits) -> None:
-        run = Run.start(config)
+    def _train(self, config: TrainConfig, splits, run: Run | None = None, extra: Extra | None = None,
+               repeat: int = REPEAT) -> None:
+        started_from = run is not None
+        run = run if started_from else Run.start(config)
+        if extra is not None:  # "before" only for a model that already learned something: a fresh one guesses
+            scores = {**extra.summary(), "repeat": repeat, "held_out_accuracy_before":
+                      extra.held_out_accuracy(run.model) if started_from else None}
+            splits = extra.added_to(splits, repeat)
         batches = math.ceil(len(splits.y_train) / config.batch_size)
         every = max(1, config.epochs * batches // MAX_POINTS)  # batches averaged into one curve point
         window = {"loss": 0.0, "accuracy": 0.0, "n": 0}
@@ -274,12 +323,15 @@ class Trainer:
             metrics={"train_images": len(splits.y_train)}, header={"trained_by": "numpynn serve (the Learn tab)"},
             on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
         test_accuracy = metrics["test_accuracy"]
+        yours = {}
+        if extra is not None:
+            yours["your_examples"] = {**scores, "held_out_accuracy_after": extra.held_out_accuracy(run.model)}
         self.models.refresh()
         reason = history.stopped
         if reason == "interrupted":
             reason = "stopped from the page" if self._stop.is_set() else f"time limit ({self.max_seconds:g} s)"
         self._set("stopped" if history.stopped == "interrupted" else "done", model=path.stem,
-                  test_accuracy=test_accuracy, epochs=run.epoch, reason=reason)
+                  test_accuracy=test_accuracy, epochs=run.epoch, reason=reason, **yours)
 
     def _new_path(self, preset: str) -> pathlib.Path:
         folder = self.models.folder

@@ -564,6 +564,9 @@ form.addEventListener("submit", async (e) => {
     train_images: Number($("#train_images").value),
   };
   if (learn.presets[preset].architecture === "cnn") options.channels = widths($("#channels").value);
+  if ($("#init_from").value) options.init_from = $("#init_from").value;
+  if ($("#include_examples").checked) options.include_examples = true;
+  $("#held-out").hidden = true;
   try {
     const status = await api("/api/train", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(options),
@@ -615,6 +618,7 @@ function onEvent(event) {
       status.textContent = `${how} after ${event.epochs} epochs: test accuracy ${(100 * event.test_accuracy).toFixed(2)} %. ` +
         `Saved as ${event.model}; it is in the Draw tab now.`;
       end();
+      if (event.your_examples) showHeldOut(event.your_examples);
       loadModels(event.model).then(() => predictSoon(true));
     } else if (event.state === "failed") {
       status.textContent = "The run failed.";
@@ -677,6 +681,105 @@ function chart(canvas, series) {
   }
   ctx.lineWidth = 1;
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// Your handwriting: confirm or correct an answer, and the drawing is stored with the right label
+// (numpynn/web/examples.py); the Learn tab can then fine-tune on the stored examples.
+
+const yours = { storedGeneration: -1 };
+$("#correct").replaceChildren(...Array.from({ length: 10 }, (_, k) => {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = String(k);
+  button.dataset.label = String(k);
+  button.addEventListener("click", () => storeExample(k));
+  return button;
+}));
+$("#right").addEventListener("click", () => { if (state.last) storeExample(state.last.digit); else storeExample(null); });
+
+function base64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(text);
+}
+
+async function storeExample(label) {
+  const status = $("#yours-status");
+  if (!state.drawn || !state.last || label === null) { showError($("#yours-error"), "draw a digit and let the model answer first"); return; }
+  if (yours.storedGeneration === state.generation) { showError($("#yours-error"), "this drawing is stored already: Clear and draw another"); return; }
+  try {
+    // The pad as it is sent for a prediction; the server prepares the 28x28 and asks the model itself.
+    const answer = await api("/api/examples", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ pad: base64(padGrey()), label, model: state.last.model }),
+    });
+    yours.storedGeneration = state.generation;
+    showError($("#yours-error"), null);
+    showCounts(answer);
+    status.dataset.stored = String(answer.id);
+    status.prepend(`Stored as a ${answer.label} (${answer.model} said ${answer.predicted}). `);
+    yours.last = answer.id;
+    $("#undo").hidden = false;
+  } catch (error) {
+    showError($("#yours-error"), error);
+  }
+}
+
+$("#undo").addEventListener("click", async () => {
+  // Deleting changes state: the token goes with it, as with every change (api() adds it to POSTs only).
+  try {
+    const answer = await api(`/api/examples?id=${yours.last}`, { method: "DELETE", headers: { "X-Numpynn-Token": TOKEN } });
+    showError($("#yours-error"), null);
+    showCounts(answer);
+    $("#yours-status").prepend(`Example ${yours.last} deleted. `);
+    $("#undo").hidden = true;
+    if (yours.storedGeneration === state.generation) yours.storedGeneration = -1;   // this drawing may be stored again
+  } catch (error) {
+    showError($("#yours-error"), error);
+  }
+});
+
+function showCounts(data) {
+  const status = $("#yours-status");
+  status.replaceChildren(status.querySelector("#examples-count"), " of your examples stored",
+    status.querySelector("#examples-labels"), ".");
+  $("#examples-count").textContent = String(data.total);
+  $("#examples-count").dataset.total = String(data.total);
+  $("#examples-labels").textContent = data.total ? ` (per digit 0-9: ${data.counts.join(" ")})` : "";
+  $("#learn-examples").textContent = String(data.total);
+}
+
+function fillStartFrom(models) {
+  const menu = $("#init_from"), chosen = menu.value;
+  menu.replaceChildren(new Option("new weights", ""), ...models.map((m) => new Option(`${m.name} (${m.architecture})`, m.name)));
+  menu.value = models.some((m) => m.name === chosen) ? chosen : "";
+}
+
+$("#init_from").addEventListener("focus", () => fillStartFrom(state.models));
+$("#init_from").addEventListener("change", () => {
+  // Fine-tuning keeps the chosen model's network: its hidden widths fill the form (the preset stays yours).
+  const model = state.models.find((m) => m.name === $("#init_from").value);
+  if (!model) return;
+  const dense = [...model.architecture.matchAll(/Dense (\d+)x(\d+)/g)].map((m) => Number(m[2]));
+  if (dense.length > 1) $("#hidden").value = dense.slice(0, -1).join(",");
+});
+
+function showHeldOut(scores) {
+  const shown = (v) => (v === null || v === undefined ? "" : `${(100 * v).toFixed(1)} %`);
+  const el = $("#held-out");
+  el.hidden = false;
+  el.textContent = scores.held_out
+    ? `Your held-out examples (${scores.held_out} of them, never trained on; the ${scores.train} others trained on, ` +
+      `each ${scores.repeat} times): ` +
+      (scores.held_out_accuracy_before !== null ? `${shown(scores.held_out_accuracy_before)} right before, ` : "") +
+      `${shown(scores.held_out_accuracy_after)} right after.`
+    : `Trained on your ${scores.train} examples; too few to hold any out.`;
+  el.dataset.after = String(scores.held_out_accuracy_after);
+}
+
+$("#clear").addEventListener("click", () => showError($("#yours-error"), null));
+api("/api/examples").then(showCounts).catch((error) => showError($("#yours-error"), error));
+api("/api/models").then((data) => fillStartFrom(data.models)).catch(() => {});
 
 // ----------------------------------------------------------------------------------------------------------
 
