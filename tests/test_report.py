@@ -378,7 +378,8 @@ def test_numpynn_report_writes_the_folder_beside_the_model_by_default(capsys, mo
     code, out, err = run(capsys, "report", model_file, "--data", data_dir, "--samples", 30)
     assert code == 0, err
     folder = model_file.parent / "m-report"
-    assert {p.name for p in folder.iterdir()} == FIGURES | {"index.html"}
+    # numpynn train calibrated the model: the report also draws the diagram at temperature 1
+    assert {p.name for p in folder.iterdir()} == FIGURES | {"calibration-before.png", "index.html"}
     assert f"Report: {folder / 'index.html'}" in out and "not drawn" not in out
 
 
