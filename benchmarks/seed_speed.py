@@ -17,11 +17,12 @@ What it derives
     pixels that are 0) is credited with the full count, which is the point: they compare ways to do one job.
 
 What each trick buys (--tricks)
-    One more subprocess times the full-batch gradient over --tricks-iterations iterations, five ways, each
+    One more subprocess times the full-batch gradient over --tricks-iterations iterations, six ways, each
     adding one of seed_fast's tricks to the one before: seed.py's plain forward and backward on all of X;
     the same with the products written transposed (trick 4); that on blocks of 512 images in the data's
     order, all pixels (trick 3, cache); on blocks sorted by their ink's bounding box, all pixels; and with
-    each block's zero pixels dropped (trick 2), which is seed_fast.gradients itself.
+    each block's zero pixels dropped (trick 2); and those blocks summed on SeedConfig.threads threads with BLAS
+    limited to one thread (trick 5), which is what `numpynn seed` runs.
 
 Baselines (--baseline), measured in the same run so that ratios compare like with like
     plain:    the straightforward full-batch loop in float32 NumPy, written out below (W1 @ X on all m images).
@@ -171,7 +172,8 @@ TRICKS = {  # name -> what it adds, in the order they are added
     "transposed": "+ products written transposed (trick 4)",
     "blocks": "+ blocks of 512 images, data order, all pixels (trick 3)",
     "sorted": "+ blocks sorted by the ink's bounding box",
-    "dropped": "+ zero pixels dropped per block (trick 2) = seed_fast",
+    "dropped": "+ zero pixels dropped per block (trick 2)",
+    "threads": "+ one thread per core, BLAS single-threaded (trick 5) = seed_fast",
 }
 
 
@@ -204,12 +206,23 @@ def tricks(iterations: int, data_dir: str | None) -> dict:
     order = seed_fast.ink_order(X)  # (m,)  the order pack_blocks cuts into blocks
     sorted_all = [seed_fast.Block(everything, np.asfortranarray(X[:, images]), y[images])
                   for images in (order[s : s + config.block] for s in range(0, m, config.block))]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    pool = ThreadPoolExecutor(config.threads)
+
+    def threaded():  # as `numpynn seed` runs it: its threads, each on single-threaded BLAS
+        with threadpool_limits(1, user_api="blas"):
+            return seed_fast.gradients(packed, params, m, threads=config.threads, pool=pool)
+
     runs = {
         "plain": plain,
         "transposed": one_block,
         "blocks": lambda: seed_fast.gradients(in_order, params, m),
         "sorted": lambda: seed_fast.gradients(sorted_all, params, m),
         "dropped": lambda: seed_fast.gradients(packed, params, m),
+        "threads": threaded,
     }
     for gradient in runs.values():
         gradient()  # once untimed: first-touch of memory and BLAS start-up
@@ -219,6 +232,7 @@ def tricks(iterations: int, data_dir: str | None) -> dict:
             start = time.perf_counter()
             gradient()
             times[name].append(time.perf_counter() - start)
+    pool.shutdown()
     seconds = {name: min(t) for name, t in times.items()}  # the best: the least disturbed by other work
     kept = sum(block.pixels.size * block.y.size for block in packed) / m
     return {"seconds_per_gradient": seconds, "pixels_kept_per_image": kept, "iterations": iterations}

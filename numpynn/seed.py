@@ -48,6 +48,12 @@ class SeedConfig:
         metadata={"help": "fast path only (ignored with --plain): images per block when summing the gradient; "
                           "changes speed, not results"},
     )
+    threads: int = field(
+        default=2,
+        metadata={"help": "fast path only (ignored with --plain): blocks summed on this many threads at once, each "
+                          "with single-threaded BLAS; give the number of cores. Changes speed, and the sums' "
+                          "rounding, not results"},
+    )
 
     def __post_init__(self):
         rules = [  # (field, is it in range, how to fix it)
@@ -58,6 +64,7 @@ class SeedConfig:
             ("dev_size", self.dev_size >= 1, "use 1 or more (and fewer than the training images)"),
             ("print_every", self.print_every >= 0, "use 0 (never) or more"),
             ("block", self.block >= 1, "use 1 or more"),
+            ("threads", 1 <= self.threads <= 256, "use 1 to 256, e.g. the number of cores"),
         ]
         for name, ok, fix in rules:
             require(ok, name, getattr(self, name), fix)
@@ -194,7 +201,7 @@ def run_seed(splits, config: SeedConfig | None = None, log: Callable[[str], None
     from . import seed_fast  # imported here because seed_fast builds on this module
 
     config = config or SeedConfig()
-    options = {} if plain else {"block": config.block}
+    options = {} if plain else {"block": config.block, "threads": config.threads}
     train = gradient_descent if plain else seed_fast.gradient_descent
     start = time.perf_counter()
     params, losses = train(

@@ -17,12 +17,17 @@ benchmarks/seed_speed.py measures what each buys:
    read from memory about once per iteration instead of twice.
 4. Orientation. W1 X is computed as (X^T W1^T)^T and dZ1 X^T as (X dZ1^T)^T, on blocks stored image by
    image (Fortran order): the same dot products, walked through memory in the order OpenBLAS runs fastest.
+5. Threads. The blocks' gradients are independent, so `threads` threads each sum every threads-th block and
+   the partial sums are added at the end. NumPy's products release the GIL, so the threads run on all cores.
+   Each block's products are too small (10 x 361 x 512) for BLAS's own threads to pay for waking: run it
+   with BLAS limited to one thread (the CLI does, with threadpoolctl), one thread per core.
 
 In floating point the blocks change the order in which terms are added, so the weights agree with the plain
 loop's up to rounding, not bit for bit (tests/test_seed.py checks both).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -90,10 +95,25 @@ def block_backward(X_b, y_b, Z1, A1, W2, A2, m: int):
     return dW1_b, db1, dW2, db2
 
 
-def gradients(blocks: list[Block], params: Params, m: int, with_loss: bool = False):
+def gradients(blocks: list[Block], params: Params, m: int, with_loss: bool = False, threads: int = 1, pool=None):
     """The full-batch gradient (dW1, db1, dW2, db2): the sum of every block's gradient, each taken with the
     full m. Each block runs forward and backward back to back, so it is still in cache (trick 3).
+    threads T > 1, with pool a ThreadPoolExecutor of T threads (trick 5): thread t sums blocks t, t + T,
+    t + 2T, ... and the T partial sums are added in order, so a given T always gives the same numbers.
     Returns (grads, loss): the mean loss over all m images if asked, else None."""
+    if threads > 1:
+        parts = list(pool.map(lambda t: block_sums(blocks[t::threads], params, m, with_loss), range(threads)))
+        grads, loss_sum = parts[0]
+        for part_grads, part_loss in parts[1:]:
+            grads = Params(*(total + part for total, part in zip(grads, part_grads)))
+            loss_sum += part_loss
+        return grads, (loss_sum / m if with_loss else None)
+    grads, loss_sum = block_sums(blocks, params, m, with_loss)
+    return grads, (loss_sum / m if with_loss else None)
+
+
+def block_sums(blocks: list[Block], params: Params, m: int, with_loss: bool = False):
+    """(the sum of the blocks' gradients, the sum of their losses times their sizes): gradients' loop."""
     W1, b1, W2, b2 = params
     dW1, db1, dW2, db2 = (np.zeros_like(theta) for theta in params)
     loss_sum = 0.0
@@ -106,7 +126,7 @@ def gradients(blocks: list[Block], params: Params, m: int, with_loss: bool = Fal
         db2 += db2_b
         if with_loss:
             loss_sum += cross_entropy(Z2, y_b) * y_b.size  # the block's mean loss, weighted by its size
-    return Params(dW1, db1, dW2, db2), (loss_sum / m if with_loss else None)
+    return Params(dW1, db1, dW2, db2), loss_sum
 
 
 def gradient_descent(
@@ -120,20 +140,23 @@ def gradient_descent(
     hidden: int = SeedConfig.hidden,
     print_every: int = SeedConfig.print_every,
     block: int = SeedConfig.block,
+    threads: int = 1,
     log: Callable[[str], None] | None = print,
 ):
     """seed.gradient_descent with the gradient computed by `gradients` over packed blocks. Same arguments plus
-    `block`, same printed lines, same return value: (params, losses)."""
+    `block` and `threads` (trick 5: limit BLAS to one thread around it, or the threads fight over the cores),
+    same printed lines, same return value: (params, losses)."""
     if params is None:
         params = init_params(rng if rng is not None else np.random.default_rng(0), hidden, X.dtype)
     blocks = pack_blocks(X, y, block)
     losses = {}
-    for i in range(iterations):
-        record = print_every > 0 and i % print_every == 0
-        grads, loss = gradients(blocks, params, y.size, with_loss=record)
-        params = update_params(params, grads, alpha)
-        if record:
-            losses[i] = loss
-            if log is not None:
-                log(f"Iteration {i}: Loss = {losses[i]:.4f}")
+    with ThreadPoolExecutor(threads) as pool:
+        for i in range(iterations):
+            record = print_every > 0 and i % print_every == 0
+            grads, loss = gradients(blocks, params, y.size, with_loss=record, threads=threads, pool=pool)
+            params = update_params(params, grads, alpha)
+            if record:
+                losses[i] = loss
+                if log is not None:
+                    log(f"Iteration {i}: Loss = {losses[i]:.4f}")
     return params, losses

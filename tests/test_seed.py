@@ -51,6 +51,25 @@ def test_blocked_gradient_equals_the_full_batch_gradient():
         assert loss == pytest.approx(S.cross_entropy(Z2, y), rel=1e-12)
 
 
+def test_threads_sum_the_same_gradient_and_the_same_numbers_every_time():
+    """Trick 5: T threads each sum every T-th block; the result is the full-batch gradient, and for a given T
+    the same bits on every call (the partial sums are added in a fixed order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y, params = small_problem(m=50)
+    Z1, A1, Z2, A2 = S.forward_propagation(X, *params)
+    full = S.backward_propagation(X, y, Z1, A1, params.W2, A2)
+    blocks = F.pack_blocks(X, y, 7)  # 8 blocks: every thread gets several, one thread gets fewer
+    for threads in (2, 3, 8, 9):
+        with ThreadPoolExecutor(threads) as pool:
+            first, loss = F.gradients(blocks, params, y.size, with_loss=True, threads=threads, pool=pool)
+            again, _ = F.gradients(blocks, params, y.size, with_loss=True, threads=threads, pool=pool)
+        for g_full, g, g_again in zip(full, first, again):
+            np.testing.assert_allclose(g, g_full, rtol=1e-12, atol=1e-15)
+            assert np.array_equal(g, g_again)
+        assert loss == pytest.approx(S.cross_entropy(Z2, y), rel=1e-12)
+
+
 def test_pack_blocks_keeps_every_nonzero_pixel_and_every_image():
     X, y, _ = small_problem(m=30)
     X[:, 3] = 0  # an all-black image
@@ -118,7 +137,8 @@ def test_gradient_descent_lowers_the_loss_and_prints_like_the_seed(module):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("iterations", -1), ("alpha", 0.0), ("alpha", float("nan")), ("hidden", 0), ("block", 0), ("seed", -2)],
+    [("iterations", -1), ("alpha", 0.0), ("alpha", float("nan")), ("hidden", 0), ("block", 0), ("seed", -2),
+     ("threads", 0), ("threads", 1000)],
 )
 def test_seed_config_refuses_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=field):
@@ -157,8 +177,8 @@ def test_the_fast_path_gives_the_plain_loops_weights_after_50_iterations():
     assert len(F.pack_blocks(X, y, 512)) == 6 and X.dtype == np.float32
     # alpha 0.2 moves every parameter by 0.09 or more in 50 iterations; the two paths then differ by about 3e-8
     # (float32 rounding: the blocks add the same terms in another order).
-    runs = [module.gradient_descent(X, y, 50, 0.2, rng=np.random.default_rng(0), log=None)
-            for module in (S, F)]
+    runs = [S.gradient_descent(X, y, 50, 0.2, rng=np.random.default_rng(0), log=None),
+            F.gradient_descent(X, y, 50, 0.2, rng=np.random.default_rng(0), log=None, threads=2)]
     (plain, plain_losses), (fast, fast_losses) = runs
     initial = S.init_params(np.random.default_rng(0))
     for name, p, f, start in zip(S.Params._fields, plain, fast, initial):
