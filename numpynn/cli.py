@@ -231,6 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE.onnx", help="the ONNX file to write (default: MODEL's name with "
                         ".onnx, beside it)")
     export.set_defaults(run=cmd_export)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="combine model files into one that averages their probabilities",
+        description="Write one model file whose probabilities are the mean of its members' (each softmaxed at "
+        "its own temperature), scored on the test set. evaluate, predict, serve, report and info take it like "
+        "any model file.",
+    )
+    ensemble.add_argument("models", metavar="MODEL", nargs="+", help="two or more model files written by numpynn train")
+    ensemble.add_argument("--out", metavar="FILE", required=True, help="the ensemble file to write (.npz)")
+    _add_data_options(ensemble)
+    ensemble.set_defaults(run=cmd_ensemble)
+
+    sweep = commands.add_parser(
+        "sweep", help="search training options with Ray Tune (pip install 'numpynn[sweep]')",
+        description="Train many networks over a search space of TrainConfig fields (a TOML file, see "
+        "docs/scale.md) with Ray Tune: ASHA stops weak trials early on the dev accuracy, each trial checkpoints "
+        "every epoch. Writes DIR/results.csv, DIR/results.json, DIR/trials.png and DIR/best.npz.",
+    )
+    sweep.add_argument("space", metavar="SPACE.toml", help="the search space: fixed values, grid, choice, "
+                       "uniform, loguniform (docs/scale.md)")
+    sweep.add_argument("--out", metavar="DIR", required=True, help="folder for the results, made if missing")
+    sweep.add_argument("--address", metavar="ADDR", help="an existing Ray cluster: auto, or ray://host:port "
+                       "(default: start Ray on this machine)")
+    sweep.add_argument("--workers", type=int, metavar="N", help="trials at once on this machine (default: the "
+                       "number of cores); ignored with --address")
+    _add_data_options(sweep)
+    sweep.set_defaults(run=cmd_sweep)
     return parser
 
 
@@ -582,7 +609,9 @@ def cmd_info(args) -> int:
         return 0
     print(f"{args.model}: numpynn {header.get('kind', 'model')} file, format {header['format_version']}, "
           f"written by numpynn {header.get('numpynn_version', '?')}")
-    print(f"architecture: {' -> '.join(_describe(layer) for layer in header['architecture'])}")
+    for n, member in enumerate(header.get("members", [header]), start=1):  # an ensemble: one line per member
+        which = f"member {n} of {len(header['members'])}: " if "members" in header else ""
+        print(f"{which}architecture: {' -> '.join(_describe(layer) for layer in member['architecture'])}")
     print(f"parameters: {model.n_params():,}")
     for key in ("dataset", "preprocessing", "metrics", "config"):
         if key in header:
@@ -776,6 +805,85 @@ def cmd_export(args) -> int:
         print(f"Checked with onnxruntime {difference['onnxruntime']} on {len(X)} check images (black, white, random "
               f"pixels): max |difference| from numpynn {difference['logits']:.1e} in the logits, "
               f"{difference['probabilities']:.1e} in the probabilities")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
+    import pathlib
+
+    from .data import load_raw
+    from .ensemble import Ensemble
+    from .serialize import ModelFileError, save_ensemble
+    from .train import calibration_error, evaluate
+
+    out = pathlib.Path(args.out)
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: model files end in .npz; choose a name like ensemble.npz")
+    if len(args.models) < 2:
+        raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
+    _output_folder(out.parent, "--out", may_create=False, value=out)
+    members, about, datasets = [], [], set()
+    for path in args.models:
+        model, header = _load_model(path)
+        if header.get("kind") != "model":
+            raise CommandError(f"{path}: a checkpoint, not a model file (use the model .npz it belongs to)")
+        if "members" in header:
+            raise CommandError(f"{path}: already an ensemble; list its member files instead")
+        datasets.add(header.get("dataset", {}).get("name", args.dataset))
+        members.append(model)
+        about.append({"file": pathlib.Path(path).name,
+                      "metrics": {k: v for k, v in header.get("metrics", {}).items() if k.startswith("test_")}})
+    if len(datasets) > 1:
+        raise CommandError(f"the members were trained on different datasets ({', '.join(sorted(datasets))}); "
+                           "an ensemble's members must read the same kind of images")
+    try:
+        ensemble = Ensemble(members)
+    except OptionError as error:
+        raise CommandError(str(error)) from None
+    dataset = datasets.pop()
+    _, _, x_test, y_test = load_raw(dataset, args.data, progress=False)
+    X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
+    test_loss, test_accuracy = evaluate(ensemble, X, y)
+    metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": calibration_error(ensemble, X, y),
+               "members": len(members)}
+    from . import __version__
+
+    header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics,
+              "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"}}
+    try:
+        save_ensemble(out, ensemble, about, header)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from None
+    for path, model in zip(args.models, members):
+        print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
+    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images)")
+    print(f"Model: {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """numpynn sweep: the search itself is numpynn/sweep.py; this reads the flags and prints the outcome."""
+    import pathlib
+
+    from .sweep import SweepError, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: use 1 or more")
+    out = pathlib.Path(args.out)
+    _output_folder(out, "--out")
+    try:
+        result = run_sweep(args.space, out, address=args.address, workers=args.workers, data=args.data,
+                           dataset=args.dataset, log=print)
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+    except OptionError as error:
+        raise CommandError(f"{args.space}: {error}") from None
+    best = result["best"]
+    print(f"{len(result['trials'])} trials in {result['seconds']:.0f} s; best dev accuracy "
+          f"{100 * best['best_dev_accuracy']:.2f}% (trial {best['trial']}, {best['epochs']} epochs)")
+    print(f"Results: {out / 'results.csv'}, {out / 'results.json'}, {out / 'trials.png'}; best model: "
+          f"{out / 'best.npz'} (test accuracy {100 * result['best_test_accuracy']:.2f}%)")
     return 0
 
 

@@ -65,6 +65,9 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
     onnx = require_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
+    if hasattr(model, "members"):  # ensemble.Ensemble: its graph would be one per member, averaged
+        raise ExportError(f"an ensemble of {len(model.members)} models has no ONNX form in numpynn's exporter yet; "
+                          "export each member model (numpynn export MEMBER.npz) and average their probabilities")
     shapes = _shapes(model, D)  # each layer's output shape for one image, from a probe in inference mode
     nodes, weights = [], []
     X = INPUT  # the name of the tensor that flows from layer to layer
