@@ -172,7 +172,8 @@ def trial(params: dict, *, fixed: dict, data, dataset: str) -> None:
 # The sweep, on the driver ------------------------------------------------------------------------------------
 
 def connect(address: str | None, workers: int | None):
-    """Start Ray here with `workers` CPUs (default: every core), or join the cluster at `address` (auto,
+    """Start a new Ray here with `workers` CPUs (default: every core; never another user's Ray found on this
+    machine), or join the cluster at `address` (auto,
     host:port or ray://host:port). Returns a function that disconnects. SweepError if Ray is missing or the
     cluster cannot be reached."""
     try:
@@ -192,12 +193,14 @@ def connect(address: str | None, workers: int | None):
                              "is `ray start --head` running there, and the port open?") from None
     try:
         if address is None:
-            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         text = " ".join(str(error).split())[:200]
+        if address is None:
+            raise SweepError(f"cannot start Ray on this machine ({text})") from None
         raise SweepError(f"--address {address}: cannot join the Ray cluster ({text}); start one with "
                          "`ray start --head`, or leave --address out to run on this machine") from None
     return ray.shutdown

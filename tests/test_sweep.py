@@ -6,10 +6,12 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -191,9 +193,11 @@ def test_a_sweep_runs_on_a_cluster_address(tiny, tmp_path):
     another process that joins it with --address."""
     port = free_port()
     ray_bin = pathlib.Path(sys.executable).with_name("ray")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
+    env = {**os.environ, "RAY_TMPDIR": temp, "RAY_ADDRESS": ""}  # this node's files, not /tmp/ray's
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--disable-usage-stats"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -203,7 +207,6 @@ def test_a_sweep_runs_on_a_cluster_address(tiny, tmp_path):
             except OSError:
                 time.sleep(1)
         path = space_file(tmp_path, "lr = { grid = [0.1, 0.05] }")
-        env = {**os.environ, "RAY_ADDRESS": ""}
         done = subprocess.run([sys.executable, "-m", "numpynn", "sweep", str(path), "--out", str(tmp_path / "out"),
                                "--data", str(tiny), "--address", f"127.0.0.1:{port}"], capture_output=True,
                               text=True, timeout=240, cwd=REPO, env=env)
@@ -214,3 +217,4 @@ def test_a_sweep_runs_on_a_cluster_address(tiny, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head and the processes it started, and only those
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
