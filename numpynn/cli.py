@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: start Ray on this machine)")
     sweep.add_argument("--workers", type=int, metavar="N", help="trials at once on this machine (default: the "
                        "number of cores); ignored with --address")
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in DIR (stopped by Ctrl-C or a "
+                       "crash): finished trials are kept, the others go on from their last checkpoint")
     _add_data_options(sweep)
     sweep.set_defaults(run=cmd_sweep)
     return parser
@@ -874,7 +876,7 @@ def cmd_sweep(args) -> int:
     _output_folder(out, "--out")
     try:
         result = run_sweep(args.space, out, address=args.address, workers=args.workers, data=args.data,
-                           dataset=args.dataset, log=print)
+                           dataset=args.dataset, log=print, resume=args.resume)
     except SweepError as error:
         raise CommandError(str(error)) from None
     except OptionError as error:

@@ -207,19 +207,21 @@ def connect(address: str | None, workers: int | None):
 
 
 def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset="mnist", log=None,
-              trainable=None) -> dict:
+              trainable=None, resume=False) -> dict:
     """Run the sweep of `space_file` and write its results into `out` (made if missing). Returns
-    {"trials": rows, "best": the best row, "best_test_accuracy", "seconds"}. trainable: a stand-in for
-    `trial` with its signature (tests use it to kill a worker)."""
+    {"trials": rows, "best": the best row, "best_test_accuracy", "seconds"}. resume: continue the sweep that
+    `out` holds (stopped by Ctrl-C or a crash), each unfinished trial from its last checkpoint. trainable: a
+    stand-in for `trial` with its signature (tests use it to kill a worker)."""
     say = log or (lambda line: None)
     settings, fixed, space = read_space(space_file)
     out = pathlib.Path(out).resolve()
+    if resume and not (out / "ray" / "sweep" / "tuner.pkl").exists():
+        raise SweepError(f"--resume: {out} holds no sweep to continue; run it without --resume first")
     out.mkdir(exist_ok=True)
     disconnect = connect(address, workers)
     try:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-        from ray.tune.search.basic_variant import BasicVariantGenerator
 
         epochs = make_config(fixed.get("preset", "mlp"), **{k: v for k, v in fixed.items() if k != "preset"}).epochs
         if "epochs" in space:
@@ -228,18 +230,11 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
                                    reduction_factor=settings["reduction_factor"])
                      if settings["scheduler"] == "asha" else FIFOScheduler())
         job = tune.with_parameters(trainable or trial, fixed=fixed, data=_absolute(data), dataset=dataset)
-        tuner = tune.Tuner(
-            tune.with_resources(job, {"cpu": 1}),
-            param_space=tune_space(space),
-            tune_config=tune.TuneConfig(
-                metric="dev_accuracy", mode="max", scheduler=scheduler, num_samples=settings["num_samples"],
-                search_alg=BasicVariantGenerator(random_state=settings["seed"],  # at most `workers` at once
-                                                 max_concurrent=workers if address is None and workers else 0)),
-            run_config=tune.RunConfig(
-                name="sweep", storage_path=str(out / "ray"), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-        )
+        if resume:  # Tune's own record of the sweep: the space, the trials and their last checkpoints
+            tuner = tune.Tuner.restore(str(out / "ray" / "sweep"), tune.with_resources(job, {"cpu": 1}),
+                                       resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = _new_tuner(tune, job, space, settings, scheduler, workers, address, out)
         # Tune warns when numpynn's per-epoch checkpoints come faster than every 5 s (tiny data): expected here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         started = time.perf_counter()
@@ -257,6 +252,23 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
     _write_tables(out, rows)
     _draw(curves, best["trial"], out / "trials.png")
     return {"trials": rows, "best": best, "best_test_accuracy": best_test, "seconds": seconds}
+
+
+def _new_tuner(tune, job, space, settings, scheduler, workers, address, out):
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return tune.Tuner(
+        tune.with_resources(job, {"cpu": 1}),
+        param_space=tune_space(space),
+        tune_config=tune.TuneConfig(
+            metric="dev_accuracy", mode="max", scheduler=scheduler, num_samples=settings["num_samples"],
+            search_alg=BasicVariantGenerator(random_state=settings["seed"],  # at most `workers` at once
+                                             max_concurrent=workers if address is None and workers else 0)),
+        run_config=tune.RunConfig(
+            name="sweep", storage_path=str(out / "ray"), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
 
 
 def _absolute(data):

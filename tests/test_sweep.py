@@ -134,6 +134,17 @@ def test_asha_stops_the_worse_trial_and_the_results_are_written(local_ray, tiny,
     assert (out / "trials.png").stat().st_size > 1000
     model, header = serialize.load_model(out / "best.npz")
     assert header["config"]["lr"] == 0.1 and header["metrics"]["test_accuracy"] == result["best_test_accuracy"]
+    # --resume on a finished sweep: Tune's record is read back, nothing trains again, the same table comes out
+    again = sweep.run_sweep(path, out, workers=1, data=tiny, resume=True)
+    assert sorted((r["trial"], r["epochs"], r["best_dev_accuracy"]) for r in again["trials"]) == \
+        sorted((r["trial"], r["epochs"], r["best_dev_accuracy"]) for r in result["trials"])
+
+
+@ray_test
+def test_resume_needs_a_sweep_to_continue(tmp_path, capsys):
+    path = space_file(tmp_path, "lr = { choice = [0.1] }")
+    code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "none", "--resume")
+    assert code == 1 and "holds no sweep to continue" in err
 
 
 def crash_once(marker: str):
