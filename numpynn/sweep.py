@@ -324,10 +324,13 @@ def _write_tables(out: pathlib.Path, rows: list[dict]) -> None:
 
 def _draw(curves: dict, best: str, path) -> None:
     """Every trial's dev accuracy per epoch, the best bold and coloured, the others thin and grey."""
+    from matplotlib.ticker import MaxNLocator
+
     from .report import _figure, save_figure
 
     fig = _figure(7, 4.5)
     ax = fig.add_subplot()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     for name, accuracies in curves.items():
         if name != best and accuracies:
             ax.plot(range(1, len(accuracies) + 1), accuracies, color="0.6", lw=1, marker=".")
