@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble = commands.add_parser(
         "ensemble", help="combine model files into one that averages their probabilities",
         description="Write one model file whose probabilities are the mean of its members' (each softmaxed at "
-        "its own temperature), scored on the test set. evaluate, predict, serve, report and info take it like "
-        "any model file.",
+        "its own temperature), scored on the test set. evaluate, predict, serve, report, info and export take it "
+        "like any model file.",
     )
     ensemble.add_argument("models", metavar="MODEL", nargs="+", help="two or more model files written by numpynn train")
     ensemble.add_argument("--out", metavar="FILE", required=True, help="the ensemble file to write (.npz)")

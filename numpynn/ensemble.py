@@ -7,7 +7,7 @@ ensemble's "logits" are log P(x), computed stably from each member's log-softmax
 softmax(log P) = P: every interface that takes logits (training's evaluate, the report, the web page) gets the
 averaged probabilities back, and the ensemble's own temperature is 1.
 
-It offers Sequential's inference interface: forward_in_batches, probabilities, predict_proba, predict,
+It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities, predict_proba, predict,
 outputs_in_batches, activations, layers, n_params. What a report or the web page shows of the inside of the
 network (hidden layers, first-layer weights) is the first member's, with the ensemble's own output as the last
 layer.
@@ -68,6 +68,11 @@ class Ensemble:
                           for m in self.members])  # (M, N, K)
         top = log_P.max(axis=0)  # (N, K)
         return top + np.log(np.exp(log_P - top).sum(axis=0)) - np.log(len(self.members))  # (N, K)
+
+    def forward(self, X, train: bool = False):
+        """The ensemble's logits, log P, in inference mode (an ensemble is never trained as one).  (N, K)"""
+        require(not train, "train", train, "an ensemble only infers; train each member on its own")
+        return self.log_mean_probabilities(X, len(X) or 1)
 
     def forward_in_batches(self, X, batch_size: int = 256):
         """The ensemble's logits, log P.  (N, K)"""

@@ -150,9 +150,19 @@ def test_the_ensemble_command_writes_a_file_every_command_takes(two_models, tmp_
     code, stdout, err = run(capsys, "report", out, "--data", tiny_mnist, "--out", tmp_path / "rep")
     assert code == 0, err
     assert (tmp_path / "rep" / "index.html").exists() and "Learning curves" in stdout  # no history: said so
-    pytest.importorskip("onnx")
-    code, _, err = run(capsys, "export", out, "--out", tmp_path / "e.onnx")
-    assert code == 1 and "export each member" in err and len(err.strip().splitlines()) == 1
+    pytest.importorskip("onnxruntime")
+    code, stdout, err = run(capsys, "export", out, "--out", tmp_path / "e.onnx")
+    assert code == 0 and "Checked with onnxruntime" in stdout, err
+
+
+def test_an_exported_ensemble_computes_what_numpynn_computes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from numpynn.export import check_batch, compare_with_onnxruntime, to_onnx
+
+    ensemble = Ensemble(members(tmp_path))
+    X = check_batch()
+    difference = compare_with_onnxruntime(to_onnx(ensemble, {}), ensemble, X)
+    assert difference["logits"] < 1e-4 and difference["probabilities"] < 1e-5
 
 
 def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mnist, capsys):
