@@ -46,6 +46,7 @@ import time
 from dataclasses import fields
 
 from .atomic import write_atomically
+from .checks import OptionError
 from .config import NotAnOption, TrainConfig, make_config
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform")
@@ -85,10 +86,7 @@ def read_space(path) -> tuple[dict, dict, dict]:
     for key, value in settings.items():
         if key not in SETTINGS:
             raise SweepError(f"{path}: [sweep] {key} is not a setting; use {', '.join(SETTINGS)}")
-        ok = (value in ("asha", "none") if key == "scheduler" else
-              isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1 if key == "reduction_factor"
-              else isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key in ("seed", "max_failures") else 1))
-        if not ok:
+        if not _setting_ok(key, value):
             raise SweepError(f"{path}: [sweep] {key} = {value!r} is out of range")
     if not space:
         raise SweepError(f"{path}: no [space] to search; add e.g. lr = {{ loguniform = [0.01, 0.3] }}")
@@ -117,9 +115,19 @@ def read_space(path) -> tuple[dict, dict, dict]:
                 make_config(preset, **{**others, name: value})
     except NotAnOption as error:
         raise SweepError(f"{path}: [fixed] {error}") from None
-    except Exception as error:  # OptionError and its kin: one line naming the field
+    except OptionError as error:  # one line naming the field, as `numpynn train` gives it
         raise SweepError(f"{path}: {error}") from None
     return settings, fixed, space
+
+
+def _setting_ok(key: str, value) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key == "scheduler":
+        return value in ("asha", "none")
+    if key == "reduction_factor":
+        return number and value > 1
+    least = 0 if key in ("seed", "max_failures") else 1  # num_samples and grace_period: at least 1
+    return number and isinstance(value, int) and value >= least
 
 
 def tune_space(space: dict) -> dict:
