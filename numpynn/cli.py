@@ -814,6 +814,8 @@ def cmd_ensemble(args) -> int:
     """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
     import pathlib
 
+    from .abstain import choose_rule
+    from .calibrate import fit_temperature
     from .data import load_raw
     from .ensemble import Ensemble
     from .serialize import ModelFileError, save_ensemble
@@ -825,7 +827,7 @@ def cmd_ensemble(args) -> int:
     if len(args.models) < 2:
         raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
     _output_folder(out.parent, "--out", may_create=False, value=out)
-    members, about, datasets = [], [], set()
+    members, about, datasets, headers = [], [], set(), []
     for path in args.models:
         model, header = _load_model(path)
         if header.get("kind") != "model":
@@ -834,6 +836,7 @@ def cmd_ensemble(args) -> int:
             raise CommandError(f"{path}: already an ensemble; list its member files instead")
         datasets.add(header.get("dataset", {}).get("name", args.dataset))
         members.append(model)
+        headers.append(header)
         about.append({"file": pathlib.Path(path).name,
                       "metrics": {k: v for k, v in header.get("metrics", {}).items() if k.startswith("test_")}})
     if len(datasets) > 1:
@@ -844,14 +847,23 @@ def cmd_ensemble(args) -> int:
     except OptionError as error:
         raise CommandError(str(error)) from None
     dataset = datasets.pop()
-    _, _, x_test, y_test = load_raw(dataset, args.data, progress=False)
+    x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
     X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
+    extra, note = {}, "not calibrated as a whole: no image is in every member's dev set"
+    unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
+    if len(unseen) >= 100:  # enough to fit one number; fewer would fit noise
+        X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
+        metrics_before = calibration_error(ensemble, X, y)
+        ensemble.temperature = fit_temperature(ensemble.forward_in_batches(X_unseen), y_train[unseen].astype("int64"))
+        extra["not_sure"] = choose_rule(ensemble.predict_proba(X_unseen), X_unseen)
+        note = (f"temperature {ensemble.temperature:.3f}, fitted on the {len(unseen):,} training images no member "
+                f"trained on (test ECE {100 * metrics_before:.2f}% at temperature 1)")
     test_loss, test_accuracy = evaluate(ensemble, X, y)
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": calibration_error(ensemble, X, y),
-               "members": len(members)}
+               "members": len(members), "calibration_images": len(unseen)}
     from . import __version__
 
-    header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics,
+    header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics, **extra,
               "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"}}
     try:
         save_ensemble(out, ensemble, about, header)
@@ -859,9 +871,28 @@ def cmd_ensemble(args) -> int:
         raise CommandError(str(error)) from None
     for path, model in zip(args.models, members):
         print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
-    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images)")
+    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
+          f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
     print(f"Model: {out}")
     return 0
+
+
+def _unseen_by_all(headers: list[dict], n_train: int):
+    """Indices of the training images in every member's dev set (from each header's dev_size and split_seed):
+    images no member trained on. Empty if a header does not say its split."""
+    import numpy as np
+
+    from .data import split_order
+
+    common = None
+    for header in headers:
+        split = header.get("dataset", {})
+        size, seed = split.get("dev_size"), split.get("split_seed")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, seed)):
+            return np.zeros(0, np.int64)
+        dev = split_order(n_train, seed)[:size]
+        common = dev if common is None else np.intersect1d(common, dev)
+    return np.sort(common) if common is not None else np.zeros(0, np.int64)
 
 
 def cmd_sweep(args) -> int:

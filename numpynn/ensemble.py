@@ -5,7 +5,8 @@
 Each member keeps its own calibration, so a member that is over-confident does not outvote the others. The
 ensemble's "logits" are log P(x), computed stably from each member's log-softmax with log-sum-exp, so that
 softmax(log P) = P: every interface that takes logits (training's evaluate, the report, the web page) gets the
-averaged probabilities back, and the ensemble's own temperature is 1.
+averaged probabilities back. An average is less confident than its members; `numpynn ensemble` may fit the
+ensemble a temperature of its own, on images none of its members trained on.
 
 It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities, predict_proba, predict,
 outputs_in_batches, activations, layers, n_params. What a report or the web page shows of the inside of the
@@ -41,7 +42,7 @@ def input_size(model) -> int | None:
 
 
 class Ensemble:
-    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P, its temperature 1."""
+    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P; its own temperature 1 unless fitted."""
 
     def __init__(self, members: list):
         require(len(members) >= 2, "members", len(members), "an ensemble needs two or more models")
@@ -52,7 +53,9 @@ class Ensemble:
             require(member.layers[-1].D_out == K, "members", f"member {i} has {member.layers[-1].D_out} classes",
                     f"every member must tell the same {K} classes apart")
         self.members = list(members)
-        self.temperature = 1.0  # each member applies its own T; log P needs no further scaling
+        # Each member applies its own T. Averaging makes P less confident than the members are, so the ensemble
+        # may have a temperature of its own too, for log P: 1 unless fitted on images no member trained on.
+        self.temperature = 1.0
 
     @property
     def layers(self) -> list:
@@ -79,11 +82,11 @@ class Ensemble:
         return self.log_mean_probabilities(X, batch_size)
 
     def probabilities(self, Z):
-        """softmax(Z): for Z = log P, P itself.  (N, K)"""
-        return softmax(Z)
+        """softmax(Z / T): for Z = log P and T = 1, P itself.  (N, K)"""
+        return softmax(Z / self.temperature)
 
     def predict_proba(self, X, batch_size: int = 256):
-        """P = (1/M) sum_m softmax(Z_m / T_m).  (N, K)"""
+        """P = (1/M) sum_m softmax(Z_m / T_m) (raised to 1 / T and normalised, if the ensemble has a T).  (N, K)"""
         return self.probabilities(self.forward_in_batches(X, batch_size))
 
     def predict(self, X, batch_size: int = 256):

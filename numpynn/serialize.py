@@ -288,8 +288,10 @@ def load_model(path):
     if "members" in header:
         from .ensemble import Ensemble
 
-        return Ensemble([_build(f"{path} (member {m + 1})", member, split(arrays, f"member{m}/model"))
-                         for m, member in enumerate(header["members"])]), header
+        ensemble = Ensemble([_build(f"{path} (member {m + 1})", member, split(arrays, f"member{m}/model"))
+                             for m, member in enumerate(header["members"])])
+        ensemble.temperature = float(header.get("temperature", 1.0))  # checked by _check_fields
+        return ensemble, header
     return _build(path, header, split(arrays, "model")), header
 
 
@@ -300,7 +302,7 @@ def save_ensemble(path, ensemble, members: list[dict], header: dict) -> pathlib.
     for m, (model, about) in enumerate(zip(ensemble.members, members)):
         arrays |= join(f"member{m}/model", model.state_dict())
         described.append({**about, "architecture": model.spec(), "temperature": model.temperature})
-    return save(path, arrays, {"kind": "model", **header, "members": described})
+    return save(path, arrays, {"kind": "model", **header, "temperature": ensemble.temperature, "members": described})
 
 
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:

@@ -209,3 +209,25 @@ def test_bad_ensemble_inputs_are_one_line(two_models, tmp_path, tiny_mnist, caps
         models, extra = [a, b], ["--out", tmp_path / "e.txt"]
     code, _, err = run(capsys, "ensemble", *models, *(extra or ["--out", tmp_path / "out.npz"]), "--data", tiny_mnist)
     assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_ensemble_is_calibrated_on_the_images_no_member_trained_on(tmp_path, capsys):
+    from .conftest import make_mnist_dir
+
+    data = make_mnist_dir(tmp_path / "data", n_train=400, n_test=100)
+    paths = []
+    for hidden in (16, 24):  # one split (seed 0) for both: its 150 dev images are unseen by either member
+        path = tmp_path / f"h{hidden}.npz"
+        code, _, err = run(capsys, "train", "--data", data, "--hidden", hidden, "--epochs", 2, "--batch-size", 16,
+                           "--dev-size", 150, "--quiet", "--out", path)
+        assert code == 0, err
+        paths.append(path)
+    code, stdout, err = run(capsys, "ensemble", *paths, "--out", tmp_path / "e.npz", "--data", data)
+    assert code == 0 and "fitted on the 150 training images no member trained on" in stdout, err
+    model, header = load_model(tmp_path / "e.npz")
+    assert model.temperature == header["temperature"] != 1.0 and header["metrics"]["calibration_images"] == 150
+    assert "threshold" in header["not_sure"]
+    X = np.random.default_rng(0).random((3, 784), dtype=np.float32)
+    model.temperature, P1 = 1.0, model.predict_proba(X)
+    model.temperature = header["temperature"]
+    assert (model.predict_proba(X).argmax(axis=1) == P1.argmax(axis=1)).all()  # the answers never change
