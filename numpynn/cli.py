@@ -907,7 +907,7 @@ def cmd_sweep(args) -> int:
     _output_folder(out, "--out")
     try:
         result = run_sweep(args.space, out, address=args.address, workers=args.workers, data=args.data,
-                           dataset=args.dataset, log=print, resume=args.resume)
+                           dataset=args.dataset, resume=args.resume)
     except SweepError as error:
         raise CommandError(str(error)) from None
     except OptionError as error:

@@ -245,6 +245,7 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
             tuner = _new_tuner(tune, job, space, settings, scheduler, workers, address, out)
         # Tune warns when numpynn's per-epoch checkpoints come faster than every 5 s (tiny data): expected here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter honours verbose=0: no tables
         started = time.perf_counter()
         results = tuner.fit()
         seconds = time.perf_counter() - started
