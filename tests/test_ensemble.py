@@ -190,6 +190,7 @@ def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mn
     ("ensemble", "already an ensemble"),
     ("inputs", "does not take 784-pixel images"),
     ("out", "end in .npz"),
+    ("datasets", "different datasets"),
 ])
 def test_bad_ensemble_inputs_are_one_line(two_models, tmp_path, tiny_mnist, capsys, case, message):
     a, b = two_models
@@ -206,6 +207,9 @@ def test_bad_ensemble_inputs_are_one_line(two_models, tmp_path, tiny_mnist, caps
     elif case == "inputs":  # a network for 100-pixel images: the loader refuses it as a member, by name
         save_model(tmp_path / "small.npz", mlp([100, 8, 10]), {})
         models = [a, tmp_path / "small.npz"]
+    elif case == "datasets":
+        save_model(tmp_path / "fashion.npz", mlp([784, 8, 10]), {"dataset": {"name": "fashion-mnist"}})
+        models = [a, tmp_path / "fashion.npz"]
     else:
         models, extra = [a, b], ["--out", tmp_path / "e.txt"]
     code, _, err = run(capsys, "ensemble", *models, *(extra or ["--out", tmp_path / "out.npz"]), "--data", tiny_mnist)
