@@ -13,6 +13,7 @@ dies restarts from its last epoch and ends with the weights an uninterrupted tri
     reduction_factor = 2       # ASHA: keep about 1 in this many trials at each rung
     seed = 0                   # the random search's draws
     max_failures = 2           # restarts of a trial whose worker died, each from its last checkpoint
+    save_all = false           # also write every trial's model to models/<trial>.npz (a committee's members)
 
     [fixed]                    # TrainConfig fields every trial shares (preset first, as in train --config)
     preset = "mlp"
@@ -51,7 +52,7 @@ from .config import NotAnOption, TrainConfig, make_config
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform")
 SETTINGS = {"num_samples": 1, "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "seed": 0,
-            "max_failures": 2}
+            "max_failures": 2, "save_all": False}
 CHECKPOINT = "run.ckpt.npz"  # numpynn's checkpoint, inside each Tune checkpoint folder
 INSTALL = "Ray Tune is not installed; pip install 'numpynn[sweep]' (or pip install 'ray[tune]>=2.60')"
 
@@ -124,6 +125,8 @@ def _setting_ok(key: str, value) -> bool:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if key == "scheduler":
         return value in ("asha", "none")
+    if key == "save_all":
+        return isinstance(value, bool)
     if key == "reduction_factor":
         return number and value > 1
     least = 0 if key in ("seed", "max_failures") else 1  # num_samples and grace_period: at least 1
@@ -256,6 +259,12 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
         best = max(ok, key=lambda row: row["best_dev_accuracy"])
         say(f"{len(rows)} trials, best {best['trial']}: dev accuracy {best['best_dev_accuracy']:.4f}")
         best_test = _save_best(results[best["index"]].checkpoint, out / "best.npz", data, dataset)
+        if settings["save_all"]:  # every trial's model, e.g. the members of a committee (numpynn ensemble)
+            (out / "models").mkdir(exist_ok=True)
+            for row in rows:
+                if results[row["index"]].checkpoint is not None:
+                    row["test_accuracy"] = _save_best(results[row["index"]].checkpoint,
+                                                      out / "models" / f"{row['trial']}.npz", data, dataset)
     finally:
         disconnect()
     _write_tables(out, rows)
@@ -325,7 +334,8 @@ def _write_tables(out: pathlib.Path, rows: list[dict]) -> None:
     shown = [{k: v for k, v in row.items() if k != "index"} for row in rows]
     write_atomically(out / "results.json", (json.dumps(shown, indent=1) + "\n").encode())
     with tempfile.NamedTemporaryFile("w", newline="", dir=out, delete=False, suffix=".tmp") as f:
-        writer = csv.DictWriter(f, fieldnames=list(shown[0]))
+        columns = list(dict.fromkeys(key for row in shown for key in row))  # every row's keys, in order
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()} for row in shown)
     os.replace(f.name, out / "results.csv")

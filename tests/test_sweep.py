@@ -141,6 +141,16 @@ def test_asha_stops_the_worse_trial_and_the_results_are_written(local_ray, tiny,
 
 
 @ray_test
+def test_a_committee_sweep_saves_every_member_for_numpynn_ensemble(local_ray, tiny, tmp_path, capsys):
+    path = space_file(tmp_path, "seed = { grid = [0, 1] }", settings='scheduler = "none"\nsave_all = true')
+    result = sweep.run_sweep(path, tmp_path / "out", data=tiny)
+    members = sorted((tmp_path / "out" / "models").glob("*.npz"))
+    assert len(members) == 2 and all("test_accuracy" in row for row in result["trials"])
+    code, stdout, err = run(capsys, "ensemble", *members, "--out", tmp_path / "committee.npz", "--data", tiny)
+    assert code == 0 and "Ensemble of 2" in stdout, err
+
+
+@ray_test
 def test_resume_needs_a_sweep_to_continue(tmp_path, capsys):
     path = space_file(tmp_path, "lr = { choice = [0.1] }")
     code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "none", "--resume")
