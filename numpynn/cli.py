@@ -810,6 +810,9 @@ def cmd_export(args) -> int:
     return 0
 
 
+MIN_CALIBRATION = 100  # images no member trained on, the fewest numpynn ensemble fits a temperature on
+
+
 def cmd_ensemble(args) -> int:
     """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
     import pathlib
@@ -849,9 +852,11 @@ def cmd_ensemble(args) -> int:
     dataset = datasets.pop()
     x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
     X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
-    extra, note = {}, "not calibrated as a whole: no image is in every member's dev set"
+    extra = {}
     unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
-    if len(unseen) >= 100:  # enough to fit one number; fewer would fit noise
+    note = (f"not calibrated as a whole: {len(unseen)} images are in every member's dev set, fewer than the "
+            f"{MIN_CALIBRATION} needed")
+    if len(unseen) >= MIN_CALIBRATION:
         X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
         metrics_before = calibration_error(ensemble, X, y)
         ensemble.temperature = fit_temperature(ensemble.forward_in_batches(X_unseen), y_train[unseen].astype("int64"))
