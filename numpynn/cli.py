@@ -262,6 +262,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE.onnx", help="the ONNX file to write (default: MODEL's name with "
                         ".onnx, beside it)")
     export.set_defaults(run=cmd_export)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="combine model files into one that averages their probabilities",
+        description="Write one model file whose probabilities are the mean of its members' (each softmaxed at "
+        "its own temperature), scored on the test set. evaluate, predict, serve, report, info and export take it "
+        "like any model file.",
+    )
+    ensemble.add_argument("models", metavar="MODEL", nargs="+", help="two or more model files written by numpynn train")
+    ensemble.add_argument("--out", metavar="FILE", required=True, help="the ensemble file to write (.npz)")
+    _add_data_options(ensemble)
+    ensemble.set_defaults(run=cmd_ensemble)
+
+    sweep = commands.add_parser(
+        "sweep", help="search training options with Ray Tune (pip install 'numpynn[sweep]')",
+        description="Train many networks over a search space of TrainConfig fields (a TOML file, see "
+        "docs/scale.md) with Ray Tune: ASHA stops weak trials early on the dev accuracy, each trial checkpoints "
+        "every epoch. Writes DIR/results.csv, DIR/results.json, DIR/trials.png and DIR/best.npz.",
+    )
+    sweep.add_argument("space", metavar="SPACE.toml", help="the search space: fixed values, grid, choice, "
+                       "uniform, loguniform (docs/scale.md)")
+    sweep.add_argument("--out", metavar="DIR", required=True, help="folder for the results, made if missing")
+    sweep.add_argument("--address", metavar="ADDR", help="an existing Ray cluster: auto, or ray://host:port "
+                       "(default: start Ray on this machine)")
+    sweep.add_argument("--workers", type=int, metavar="N", help="trials at once on this machine (default: the "
+                       "number of cores); ignored with --address")
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in DIR (stopped by Ctrl-C or a "
+                       "crash): finished trials are kept, the others go on from their last checkpoint")
+    _add_data_options(sweep)
+    sweep.set_defaults(run=cmd_sweep)
     return parser
 
 
@@ -720,7 +749,9 @@ def cmd_info(args) -> int:
     for key in ("name", "weights_sha256"):  # the built-in model's
         if key in header:
             print(f"{key}: {header[key]}")
-    print(f"architecture: {' -> '.join(_describe(layer) for layer in header['architecture'])}")
+    for n, member in enumerate(header.get("members", [header]), start=1):  # an ensemble: one line per member
+        which = f"member {n} of {len(header['members'])}: " if "members" in header else ""
+        print(f"{which}architecture: {' -> '.join(_describe(layer) for layer in member['architecture'])}")
     print(f"parameters: {model.n_params():,}")
     print(f"probabilities: softmax(logits / {model.temperature:.3g})" + (
         ", the temperature fitted on the dev set (calibrated)" if model.temperature != 1 else ", not calibrated"))
@@ -997,6 +1028,121 @@ def cmd_examples(args) -> int:
                   f"`numpynn train --extra-data {folder}`")
     except ExamplesError as error:
         raise CommandError(str(error)) from None
+    return 0
+
+
+MIN_CALIBRATION = 100  # images no member trained on, the fewest numpynn ensemble fits a temperature on
+
+
+def cmd_ensemble(args) -> int:
+    """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
+    import pathlib
+
+    from .abstain import choose_rule
+    from .calibrate import fit_temperature
+    from .data import load_raw
+    from .ensemble import Ensemble
+    from .serialize import ModelFileError, save_ensemble
+    from .train import calibration_error, evaluate
+
+    out = pathlib.Path(args.out)
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: model files end in .npz; choose a name like ensemble.npz")
+    if len(args.models) < 2:
+        raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
+    _output_folder(out.parent, "--out", may_create=False, value=out)
+    members, about, datasets, headers = [], [], set(), []
+    for path in args.models:
+        model, header = _load_model(path)
+        if header.get("kind") != "model":
+            raise CommandError(f"{path}: a checkpoint, not a model file (use the model .npz it belongs to)")
+        if "members" in header:
+            raise CommandError(f"{path}: already an ensemble; list its member files instead")
+        datasets.add(header.get("dataset", {}).get("name", args.dataset))
+        members.append(model)
+        headers.append(header)
+        about.append({"file": pathlib.Path(path).name,
+                      "metrics": {k: v for k, v in header.get("metrics", {}).items() if k.startswith("test_")}})
+    if len(datasets) > 1:
+        raise CommandError(f"the members were trained on different datasets ({', '.join(sorted(datasets))}); "
+                           "an ensemble's members must read the same kind of images")
+    try:
+        ensemble = Ensemble(members)
+    except OptionError as error:
+        raise CommandError(str(error)) from None
+    dataset = datasets.pop()
+    x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
+    X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
+    extra = {}
+    unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
+    note = (f"not calibrated as a whole: {len(unseen)} images are in every member's dev set, fewer than the "
+            f"{MIN_CALIBRATION} needed")
+    if len(unseen) >= MIN_CALIBRATION:
+        X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
+        metrics_before = calibration_error(ensemble, X, y)
+        ensemble.temperature = fit_temperature(ensemble.forward_in_batches(X_unseen), y_train[unseen].astype("int64"))
+        extra["not_sure"] = choose_rule(ensemble.predict_proba(X_unseen), X_unseen)
+        note = (f"temperature {ensemble.temperature:.3f}, fitted on the {len(unseen):,} training images no member "
+                f"trained on (test ECE {100 * metrics_before:.2f}% at temperature 1)")
+    test_loss, test_accuracy = evaluate(ensemble, X, y)
+    metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": calibration_error(ensemble, X, y),
+               "members": len(members), "calibration_images": len(unseen)}
+    from . import __version__
+
+    header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics, **extra,
+              "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"}}
+    try:
+        save_ensemble(out, ensemble, about, header)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from None
+    for path, model in zip(args.models, members):
+        print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
+    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
+          f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
+    print(f"Model: {out}")
+    return 0
+
+
+def _unseen_by_all(headers: list[dict], n_train: int):
+    """Indices of the training images in every member's dev set (from each header's dev_size and split_seed):
+    images no member trained on. Empty if a header does not say its split."""
+    import numpy as np
+
+    from .data import split_order
+
+    common = None
+    for header in headers:
+        split = header.get("dataset", {})
+        size, seed = split.get("dev_size"), split.get("split_seed")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, seed)):
+            return np.zeros(0, np.int64)
+        dev = split_order(n_train, seed)[:size]
+        common = dev if common is None else np.intersect1d(common, dev)
+    return np.sort(common) if common is not None else np.zeros(0, np.int64)
+
+
+def cmd_sweep(args) -> int:
+    """numpynn sweep: the search itself is numpynn/sweep.py; this reads the flags and prints the outcome."""
+    import pathlib
+
+    from .sweep import SweepError, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: use 1 or more")
+    out = pathlib.Path(args.out)
+    _output_folder(out, "--out")
+    try:
+        result = run_sweep(args.space, out, address=args.address, workers=args.workers, data=args.data,
+                           dataset=args.dataset, resume=args.resume)
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+    except OptionError as error:
+        raise CommandError(f"{args.space}: {error}") from None
+    best = result["best"]
+    print(f"{len(result['trials'])} trials in {result['seconds']:.0f} s; best dev accuracy "
+          f"{100 * best['best_dev_accuracy']:.2f}% (trial {best['trial']}, {best['epochs']} epochs)")
+    print(f"Results: {out / 'results.csv'}, {out / 'results.json'}, {out / 'trials.png'}; best model: "
+          f"{out / 'best.npz'} (test accuracy {100 * result['best_test_accuracy']:.2f}%)")
     return 0
 
 

@@ -440,6 +440,12 @@ def _features(images):
 
 
 
+def split_order(n_train: int, seed: int) -> np.ndarray:
+    """The shuffled order of the training images that load_mnist splits: the first dev_size are the dev set.
+    (numpynn ensemble uses it to find the images none of its members trained on.)  (n_train,)"""
+    return np.random.default_rng(seed).permutation(n_train)
+
+
 def load_mnist(dataset="mnist", data_dir=None, *, dev_size=DEV_SIZE, seed=0, download=True, mirrors=None,
                progress=True) -> Splits:
     """Train, dev and test splits of `dataset`, ready for the network.
@@ -453,7 +459,7 @@ def load_mnist(dataset="mnist", data_dir=None, *, dev_size=DEV_SIZE, seed=0, dow
                                                 progress=progress)
     n_train = len(x_train)
     require(dev_size < n_train, "dev_size", dev_size, f"use fewer than the {n_train} training images")
-    order = np.random.default_rng(seed).permutation(n_train)  # (60000,)
+    order = split_order(n_train, seed)  # (60000,)
     dev, train = order[:dev_size], order[dev_size:]
     return Splits(
         X_train=_features(x_train[train]), y_train=y_train[train].astype(np.int64),

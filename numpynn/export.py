@@ -20,6 +20,10 @@ The graph computes what model.forward(X, train=False) and model.predict_proba(X)
     Flatten      Flatten(axis = 1)
     Unflatten    Reshape to (-1, C, H, W)
 
+An ensemble (ensemble.py) becomes each member's layers, names prefixed member<m>/, then
+    logits = ReduceLogSumExp over m of LogSoftmax(Z_m / T_m), minus log M     (log of the mean probability)
+    probabilities = Softmax(logits)                                           (the mean itself)
+
 The model's header (numpynn version, architecture, dataset, preprocessing, metrics) goes in metadata_props.
 
 Refused, with one line of ExportError: float64 layers (the graph takes float32 pixels), a BatchNorm whose
@@ -59,24 +63,22 @@ def require_onnx():
     return onnx
 
 
-def to_onnx(model, header: dict | None = None, D: int = 784):
-    """The ONNX model (an onnx.ModelProto) of `model`, a numpynn Sequential taking (N, D) rows, with `header`
-    (a model file's header, or None) in its metadata. Checked by onnx.checker before it is returned."""
-    onnx = require_onnx()
-    from onnx import TensorProto, helper, numpy_helper
+def _layer_nodes(model, D: int, prefix: str, output: str, nodes: list, weights: list) -> int:
+    """Append the nodes and weights of `model`'s layers, from INPUT to the tensor `output` (its logits), each
+    name starting with `prefix` ("" for a single model, "member<m>/" in an ensemble). Returns K."""
+    from onnx import helper, numpy_helper
 
     shapes = _shapes(model, D)  # each layer's output shape for one image, from a probe in inference mode
-    nodes, weights = [], []
     X = INPUT  # the name of the tensor that flows from layer to layer
 
     def node(op: str, inputs: list, i: int, layer, **attributes) -> str:
-        Y = f"{i}.{type(layer).__name__}.{op}"  # e.g. "0.Dense.Gemm": the layer's index, as in param_names()
+        Y = f"{prefix}{i}.{type(layer).__name__}.{op}"  # e.g. "0.Dense.Gemm": the layer's index (param_names())
         nodes.append(helper.make_node(op, inputs, [Y], name=Y, **attributes))
         return Y
 
     def weight(i: int, name: str, array) -> str:
-        weights.append(numpy_helper.from_array(np.asarray(array), f"{i}.{name}"))
-        return f"{i}.{name}"
+        weights.append(numpy_helper.from_array(np.asarray(array), f"{prefix}{i}.{name}"))
+        return f"{prefix}{i}.{name}"
 
     shape_in = (D,)
     for i, (layer, shape_out) in enumerate(zip(model.layers, shapes)):
@@ -127,9 +129,26 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
 
     # The last layer's output is the graph's "logits"; a model of Dropout alone would have no node to rename.
     if nodes and nodes[-1].output[0] == X:
-        nodes[-1].output[0] = LOGITS
+        nodes[-1].output[0] = output
     else:
-        nodes.append(helper.make_node("Identity", [X], [LOGITS], name="logits"))
+        nodes.append(helper.make_node("Identity", [X], [output], name=output))
+    return K
+
+
+def to_onnx(model, header: dict | None = None, D: int = 784):
+    """The ONNX model (an onnx.ModelProto) of `model`, a numpynn Sequential taking (N, D) rows, with `header`
+    (a model file's header, or None) in its metadata. Checked by onnx.checker before it is returned. For an
+    ensemble.Ensemble, each member's layers (names prefixed member<m>/), then logits = log of the mean of the
+    members' softmax(Z_m / T_m), as Ensemble computes it: LogSoftmax, ReduceLogSumExp over the members, minus
+    log M; probabilities = Softmax(logits) is that mean."""
+    onnx = require_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, weights = [], []
+    if hasattr(model, "members"):
+        K = _ensemble_nodes(model, D, nodes, weights)
+    else:
+        K = _layer_nodes(model, D, "", LOGITS, nodes, weights)
     scaled = LOGITS
     if model.temperature != 1.0:  # calibrated: softmax(logits / T), the same probabilities as predict_proba
         weights.append(numpy_helper.from_array(np.array(model.temperature, np.float32), "temperature"))
@@ -153,6 +172,33 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
         raise ExportError(f"the ONNX graph fails onnx.checker, a bug in numpynn's exporter: "
                           f"{' '.join(str(error).split())[:300]}") from None
     return proto
+
+
+def _ensemble_nodes(ensemble, D: int, nodes: list, weights: list) -> int:
+    """Each member's graph, then LOGITS = ReduceLogSumExp_m(LogSoftmax(Z_m / T_m)) - log M, (N, K). Returns K."""
+    from onnx import helper, numpy_helper
+
+    stacked = []
+    for m, member in enumerate(ensemble.members):
+        prefix = f"member{m}/"
+        K = _layer_nodes(member, D, prefix, prefix + "logits", nodes, weights)
+        scaled = prefix + "logits"
+        if member.temperature != 1.0:
+            weights.append(numpy_helper.from_array(np.array(member.temperature, np.float32), prefix + "temperature"))
+            nodes.append(helper.make_node("Div", [scaled, prefix + "temperature"], [prefix + "scaled"],
+                                          name=prefix + "temperature"))
+            scaled = prefix + "scaled"
+        nodes.append(helper.make_node("LogSoftmax", [scaled], [prefix + "log_p"], name=prefix + "log_softmax", axis=-1))
+        nodes.append(helper.make_node("Unsqueeze", [prefix + "log_p", "axis0"], [prefix + "log_p1"],
+                                      name=prefix + "unsqueeze"))  # (1, N, K)
+        stacked.append(prefix + "log_p1")
+    weights.append(numpy_helper.from_array(np.array([0], np.int64), "axis0"))
+    weights.append(numpy_helper.from_array(np.array(np.log(len(ensemble.members)), np.float32), "log_M"))
+    nodes.append(helper.make_node("Concat", stacked, ["log_p_members"], name="members", axis=0))  # (M, N, K)
+    nodes.append(helper.make_node("ReduceLogSumExp", ["log_p_members", "axis0"], ["log_sum"], name="log_sum",
+                                  keepdims=0))  # (N, K)
+    nodes.append(helper.make_node("Sub", ["log_sum", "log_M"], [LOGITS], name="log_mean"))
+    return K
 
 
 EXPORTABLE = (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, BatchNorm, Conv2D, MaxPool2D, AvgPool2D,
@@ -184,7 +230,8 @@ def _metadata(model, header: dict) -> dict[str, str]:
     """metadata_props: text only. The header's parts as JSON, under the header's own names."""
     props = {"numpynn_version": str(header.get("numpynn_version", __version__)),
              "exported_by": f"numpynn {__version__}",
-             "architecture": json.dumps(model.spec()),
+             "architecture": json.dumps([m.spec() for m in model.members] if hasattr(model, "members")
+                                        else model.spec()),
              "input": f"{INPUT}: one row per image, float32 (see preprocessing)",
              "outputs": f"{LOGITS}: the last layer's scores; {PROBABILITIES}: Softmax({LOGITS} / T) per row, T = "
                           f"{model.temperature:g}"}

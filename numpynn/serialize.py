@@ -6,6 +6,9 @@ A model file holds
   the preprocessing, the training config, the dataset, the metrics and the numpynn version;
 - `model/<name>`: every entry of `Sequential.state_dict()` (weights, BatchNorm statistics), each Dropout
   generator's state as JSON text in a 0-d string array (`encode_state`; `load` decodes it);
+- for an ensemble (ensemble.py), no architecture or model/ of its own but "members" in the header, a list of
+  2 to MAX_ENSEMBLE objects each with its architecture and temperature, and each member's arrays under
+  `member<m>/model/<name>`; checks 3 to 6 below apply to every member, and MAX_PARAMETERS to all together;
 - for a checkpoint, also `optimizer/<name>` arrays (the step count, the optimizer's moments) and, with early
   stopping, `best/<name>` (the best epoch's model); the trainer's state (epoch, shuffling RNG, history) is in
   the header. With them training can continue exactly where it stopped.
@@ -15,7 +18,7 @@ Saving writes a temporary file beside the target and renames it, so a crash neve
 Loading trusts nothing in the file, and decompresses nothing before it knows how much it may. `load` checks,
 in this order, each failure one line of ModelFileError naming the file:
 1. the file is a zip archive; its central directory (read, not inflated) has at most MAX_MEMBERS members, each
-   with a unique name of the form `__header__.npy`, `model/<i>.<name>.npy`, `optimizer/<name>.npy` or
+   with a unique name of the form `__header__.npy`, `model/<i>.<name>.npy`, `member<m>/model/<i>.<name>.npy`, `optimizer/<name>.npy` or
    `best/<i>.<name>.npy`, not encrypted, stored or deflated, no larger inflated than deflate can make it
    (npyfile.member_problem), and the compressed sizes fit in the file;
 2. the header member: at most MAX_HEADER_BYTES, a 0-d unicode .npy array (npyfile.read_array) of JSON
@@ -68,7 +71,9 @@ MAX_RNG_CHARS = 1024  # a generator state in JSON (PCG64's is about 170 characte
 MAX_MEMBERS = 10_000  # arrays in one file: a model of 1000 layers with its optimizer state has fewer
 MAX_ACTIVATIONS = 4_000_000  # values one convolution may make for one image (the cnn preset's largest: 51 200)
 _HEADER = "__header__"
-_MEMBER = re.compile(r"(?:model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
+MAX_ENSEMBLE = 100  # members of one ensemble file (Ciresan et al.'s committee had 35)
+_MEMBER = re.compile(r"(?:(?:member[0-9]{1,3}/)?model|best)/[0-9]{1,6}\.[A-Za-z_]{1,20}"
+                     r"|optimizer/[a-z]{1,4}(?:\.[0-9]{1,7})?")
 _OPTIMIZER_BUFFERS = ("m", "v")  # every buffer name numpynn's optimizers keep (optim.SGD: v; Adam: m and v)
 
 
@@ -190,6 +195,8 @@ def _expected_arrays(path, header) -> dict[str, tuple]:
             f"{path}: model format version {_short(version)} is not supported (this numpynn reads version "
             f"{FORMAT_VERSION}); use the numpynn version that wrote it, or retrain"
         )
+    if "members" in header:  # an ensemble: each member's arrays under member<m>/model/
+        return _ensemble_arrays(path, header)
     state = _model_state(path, header.get("architecture"))
     _check_fields(path, header)
     expected = {f"model/{name}": spec for name, (spec, _) in state.items()}
@@ -199,6 +206,31 @@ def _expected_arrays(path, header) -> dict[str, tuple]:
         params = [spec for spec, trainable in state.values() if trainable]  # in the order of model.params()
         for buffer in _OPTIMIZER_BUFFERS:
             expected |= {f"optimizer/{buffer}.{i}": spec for i, spec in enumerate(params)}
+    return expected
+
+
+def _ensemble_arrays(path, header) -> dict[str, tuple]:
+    """Checks 3 and 4 for an ensemble (ensemble.py): the kind is "model", there is no architecture of its own,
+    and "members" is a list of 2 to MAX_ENSEMBLE objects, each with an architecture and a temperature checked as
+    a single model's are; MAX_PARAMETERS bounds all the members together."""
+    members = header["members"]
+    if header.get("kind") != "model" or "architecture" in header:
+        raise ModelFileError(f"{path}: an ensemble's header has kind \"model\" and no architecture of its own "
+                             "(each member has one)")
+    if not (isinstance(members, list) and 2 <= len(members) <= MAX_ENSEMBLE
+            and all(isinstance(member, dict) for member in members)):
+        raise ModelFileError(f"{path}: the header's members are not a list of 2 to {MAX_ENSEMBLE} objects")
+    _check_fields(path, header)
+    expected, total = {}, 0
+    for m, member in enumerate(members):
+        where = f"{path} (member {m + 1})"
+        state = _model_state(where, member.get("architecture"))
+        _check_fields(where, {**member, "kind": "model"})  # its temperature, metrics and the rest
+        total += sum(math.prod(spec[0]) for spec, _ in state.values())
+        expected |= {f"member{m}/model/{name}": spec for name, (spec, _) in state.items()}
+    if total > MAX_PARAMETERS:
+        raise ModelFileError(f"{path}: the members ask for {total:,} parameters together, more than numpynn's "
+                             f"limit of {MAX_PARAMETERS:,}; the file is corrupt or not meant for numpynn")
     return expected
 
 
@@ -281,10 +313,28 @@ def save_model(path, model, header: dict) -> pathlib.Path:
 
 
 def load_model(path):
-    """(model, header) from a model file or a checkpoint: `load`, then the network is built and must map 784
-    pixels to 10 classes (see `_check_digits`)."""
+    """(model, header) from a model file, an ensemble file or a checkpoint: `load`, then the network is built
+    and must map 784 pixels to 10 classes (see `_check_digits`). For an ensemble, each member is built and
+    checked so, and the model is an ensemble.Ensemble of them."""
     arrays, header = load(path)
+    if "members" in header:
+        from .ensemble import Ensemble
+
+        ensemble = Ensemble([_build(f"{path} (member {m + 1})", member, split(arrays, f"member{m}/model"))
+                             for m, member in enumerate(header["members"])])
+        ensemble.temperature = float(header.get("temperature", 1.0))  # checked by _check_fields
+        return ensemble, header
     return _build(path, header, split(arrays, "model")), header
+
+
+def save_ensemble(path, ensemble, members: list[dict], header: dict) -> pathlib.Path:
+    """An ensemble file: member m's arrays under member<m>/model/, and a header whose "members" list gives each
+    member's architecture and temperature, with `members[m]`'s entries (its file name, its metrics)."""
+    arrays, described = {}, []
+    for m, (model, about) in enumerate(zip(ensemble.members, members)):
+        arrays |= join(f"member{m}/model", model.state_dict())
+        described.append({**about, "architecture": model.spec(), "temperature": model.temperature})
+    return save(path, arrays, {"kind": "model", **header, "temperature": ensemble.temperature, "members": described})
 
 
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:

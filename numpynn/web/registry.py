@@ -52,7 +52,8 @@ class Entry:
         return {
             "name": self.name,
             "file": self.path.name,
-            "architecture": " -> ".join(_describe(layer) for layer in self.header["architecture"]),
+            "architecture": " | ".join(" -> ".join(_describe(layer) for layer in member["architecture"])
+                                       for member in self.header.get("members", [self.header])),
             "parameters": int(self.model.n_params()),
             "test_accuracy": metrics.get("test_accuracy"),
             "dev_accuracy": metrics.get("dev_accuracy"),

@@ -1,0 +1,110 @@
+"""An ensemble: several trained networks that answer together, by averaging the probabilities they state.
+
+    P(x) = (1/M) sum_m softmax(z_m(x) / T_m)          z_m: member m's logits, T_m: its own temperature
+
+Each member keeps its own calibration, so a member that is over-confident does not outvote the others. The
+ensemble's "logits" are log P(x), computed stably from each member's log-softmax with log-sum-exp, so that
+softmax(log P) = P: every interface that takes logits (training's evaluate, the report, the web page) gets the
+averaged probabilities back. An average is less confident than its members; `numpynn ensemble` may fit the
+ensemble a temperature of its own, on images none of its members trained on.
+
+It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities, predict_proba, predict,
+outputs_in_batches, activations, layers, n_params. What a report or the web page shows of the inside of the
+network (hidden layers, first-layer weights) is the first member's, with the ensemble's own output as the last
+layer.
+
+Left out: training (each member is trained alone, by numpynn train or numpynn sweep), weighted votes,
+stacking (a learned combiner), and members with other inputs or class counts than the first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import require
+from .losses import softmax
+
+
+def log_softmax(Z):
+    """log softmax(Z) = Z - logsumexp(Z), row by row, with the row's max subtracted first.  (N, K)"""
+    Z_shift = Z - Z.max(axis=1, keepdims=True)  # (N, K) the largest entry of each row becomes 0
+    return Z_shift - np.log(np.exp(Z_shift).sum(axis=1, keepdims=True))  # the sum is >= 1: log is safe
+
+
+def input_size(model) -> int | None:
+    """The number of inputs the first layer that says so reads (Dense D_in, or the pixels Unflatten reshapes)."""
+    for layer in model.layers:
+        spec = layer.spec()
+        if "shape" in spec:
+            return int(np.prod(spec["shape"]))
+        if "D_in" in spec:
+            return int(spec["D_in"])
+    return None
+
+
+class Ensemble:
+    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P; its own temperature 1 unless fitted."""
+
+    def __init__(self, members: list):
+        require(len(members) >= 2, "members", len(members), "an ensemble needs two or more models")
+        D, K = input_size(members[0]), members[0].layers[-1].D_out
+        for i, member in enumerate(members[1:], start=2):
+            require(input_size(member) == D, "members", f"member {i} reads {input_size(member)} inputs",
+                    f"every member must read the same inputs as the first ({D})")
+            require(member.layers[-1].D_out == K, "members", f"member {i} has {member.layers[-1].D_out} classes",
+                    f"every member must tell the same {K} classes apart")
+        self.members = list(members)
+        # Each member applies its own T. Averaging makes P less confident than the members are, so the ensemble
+        # may have a temperature of its own too, for log P: 1 unless fitted on images no member trained on.
+        self.temperature = 1.0
+
+    @property
+    def layers(self) -> list:
+        """The first member's layers: what a report or the page draws of the inside."""
+        return self.members[0].layers
+
+    def n_params(self) -> int:
+        return sum(member.n_params() for member in self.members)
+
+    def log_mean_probabilities(self, X, batch_size: int = 256):
+        """log P = logsumexp_m(log softmax(Z_m / T_m)) - log M, row by row, without forming a probability.  (N, K)"""
+        log_P = np.stack([log_softmax(m.forward_in_batches(X, batch_size).astype(np.float64) / m.temperature)
+                          for m in self.members])  # (M, N, K)
+        top = log_P.max(axis=0)  # (N, K)
+        return top + np.log(np.exp(log_P - top).sum(axis=0)) - np.log(len(self.members))  # (N, K)
+
+    def forward(self, X, train: bool = False):
+        """The ensemble's logits, log P, in inference mode (an ensemble is never trained as one).  (N, K)"""
+        require(not train, "train", train, "an ensemble only infers; train each member on its own")
+        return self.log_mean_probabilities(X, len(X) or 1)
+
+    def forward_in_batches(self, X, batch_size: int = 256):
+        """The ensemble's logits, log P.  (N, K)"""
+        return self.log_mean_probabilities(X, batch_size)
+
+    def probabilities(self, Z):
+        """softmax(Z / T): for Z = log P and T = 1, P itself.  (N, K)"""
+        return softmax(Z / self.temperature)
+
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = (1/M) sum_m softmax(Z_m / T_m) (raised to 1 / T and normalised, if the ensemble has a T).  (N, K)"""
+        return self.probabilities(self.forward_in_batches(X, batch_size))
+
+    def predict(self, X, batch_size: int = 256):
+        """The class with the highest averaged probability.  (N,)"""
+        return self.predict_proba(X, batch_size).argmax(axis=1)
+
+    def outputs_in_batches(self, X, indices, batch_size: int = 256) -> dict:
+        """The first member's layer outputs, but the last layer's (index -1 or len(layers) - 1) is the
+        ensemble's log P (see Sequential.outputs_in_batches)."""
+        last = len(self.layers) - 1
+        wanted = {i % len(self.layers) for i in indices}
+        outputs = self.members[0].outputs_in_batches(X, sorted(wanted - {last}), batch_size) if wanted - {last} else {}
+        if last in wanted:
+            outputs[last] = self.forward_in_batches(X, batch_size)
+        return outputs
+
+    def activations(self, X) -> list:
+        """The first member's layer outputs, the last replaced by the ensemble's log P."""
+        outputs = self.members[0].activations(X)
+        outputs[-1] = self.forward_in_batches(X)
+        return outputs

@@ -1,0 +1,238 @@
+"""numpynn ensemble: the averaged probabilities (worked by hand), the file round trip, every command taking the file,
+and bad inputs as one line."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from numpynn import serialize
+from numpynn.checks import OptionError
+from numpynn.ensemble import Ensemble
+from numpynn.model import mlp
+from numpynn.serialize import ModelFileError, load_model, save_ensemble, save_model
+
+from .conftest import run_cli as run
+
+FAST = ["--hidden", "16", "--epochs", "2", "--batch-size", "16", "--dev-size", "20", "--quiet"]
+
+
+def test_the_ensemble_states_the_mean_of_its_members_probabilities_each_at_its_own_temperature():
+    # Two one-layer "networks" with 2 classes whose logits are fixed by hand: W = 0, b = the logits.
+    a, b = mlp([4, 2], rng=np.random.default_rng(0)), mlp([4, 2], rng=np.random.default_rng(1))
+    for model, logits in ((a, [0.0, 0.0]), (b, [np.log(3.0), 0.0])):
+        model.layers[0].params["W"][...] = 0
+        model.layers[0].params["b"][...] = logits
+    b.temperature = 1.0
+    # a says (1/2, 1/2); b says softmax(log 3, 0) = (3/4, 1/4); the mean is (5/8, 3/8).
+    P = Ensemble([a, b]).predict_proba(np.zeros((1, 4), np.float32))
+    np.testing.assert_allclose(P, [[5 / 8, 3 / 8]], rtol=1e-6)
+    b.temperature = 2.0  # softmax(log 3 / 2, 0) = (sqrt 3, 1) / (sqrt 3 + 1)
+    P = Ensemble([a, b]).predict_proba(np.zeros((1, 4), np.float32))
+    np.testing.assert_allclose(P[0, 0], (0.5 + np.sqrt(3) / (np.sqrt(3) + 1)) / 2, rtol=1e-6)
+
+
+def test_its_logits_stay_finite_where_every_member_is_certain():
+    a, b = mlp([4, 3], rng=np.random.default_rng(0)), mlp([4, 3], rng=np.random.default_rng(1))
+    for model in (a, b):
+        model.layers[0].params["W"][...] = 0
+        model.layers[0].params["b"][...] = [0, 2000, -2000]  # softmax underflows to exact 0 and 1 in float32
+    Z = Ensemble([a, b]).forward_in_batches(np.zeros((2, 4), np.float32))
+    assert np.isfinite(Z).all() and (Z.argmax(axis=1) == 1).all()
+
+
+def test_members_must_agree_on_inputs_and_classes_and_be_two_or_more():
+    with pytest.raises(OptionError, match="two or more"):
+        Ensemble([mlp([4, 2])])
+    with pytest.raises(OptionError, match="same inputs"):
+        Ensemble([mlp([4, 2]), mlp([5, 2])])
+    with pytest.raises(OptionError, match="same 2 classes"):
+        Ensemble([mlp([4, 2]), mlp([4, 3])])
+
+
+def members(tmp_path):
+    rng = np.random.default_rng(0)
+    models = [mlp([784, 8, 10], rng=rng), mlp([784, 12, 10], rng=rng, dropout=0.5)]
+    models[1].temperature = 1.7
+    return models
+
+
+def test_an_ensemble_file_round_trips(tmp_path):
+    ensemble = Ensemble(members(tmp_path))
+    path = save_ensemble(tmp_path / "e.npz", ensemble, [{"file": "a.npz"}, {"file": "b.npz"}], {"metrics": {}})
+    loaded, header = load_model(path)
+    assert isinstance(loaded, Ensemble) and len(loaded.members) == 2 and header["kind"] == "model"
+    assert [m["file"] for m in header["members"]] == ["a.npz", "b.npz"]
+    assert loaded.members[1].temperature == 1.7
+    X = np.random.default_rng(1).random((5, 784), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(X), ensemble.predict_proba(X))
+    assert loaded.n_params() == ensemble.n_params()
+    with zipfile.ZipFile(path) as z:
+        assert "member1/model/0.W.npy" in z.namelist()
+
+
+def rewrite(path, out, change):
+    """A copy of ensemble file `path` with its header changed by `change(header)`."""
+    with zipfile.ZipFile(path) as z:
+        data = {info.filename: z.read(info) for info in z.infolist()}
+    header = serialize.load(path)[1]
+    change(header)
+    text = json.dumps(header)
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(text))
+    data["__header__.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, blob in data.items():
+            z.writestr(name, blob)
+    return out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda h: h.update(members=h["members"][:1]), "2 to 100"),
+    (lambda h: h.update(members="two"), "2 to 100"),
+    (lambda h: h.update(members=[*h["members"]] * 51), "2 to 100"),
+    (lambda h: h.update(architecture=h["members"][0]["architecture"]), "no architecture of its own"),
+    (lambda h: h["members"][1].update(temperature=-1), "member 2"),
+    (lambda h: h["members"][0]["architecture"][0].update(D_out=9), "member0/model/0.W"),
+    (lambda h: h["members"][0]["architecture"][0].update(D_in=50_000, D_out=1001), "parameters"),
+    (lambda h: h["members"].append(h["members"][0]), "do not match"),
+])
+def test_hostile_ensemble_headers_are_refused_in_one_line(tmp_path, change, message):
+    path = save_ensemble(tmp_path / "e.npz", Ensemble(members(tmp_path)), [{}, {}], {})
+    bad = rewrite(path, tmp_path / "bad.npz", change)
+    with pytest.raises(ModelFileError, match=message) as error:
+        load_model(bad)
+    assert "\n" not in str(error.value)
+
+
+def test_a_member_prefix_on_a_single_model_file_is_refused(tmp_path):
+    path = save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {})
+    with zipfile.ZipFile(path) as z:
+        data = {info.filename: z.read(info) for info in z.infolist()}
+    data["member0/model/0.W.npy"] = data["model/0.W.npy"]
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as z:
+        for name, blob in data.items():
+            z.writestr(name, blob)
+    with pytest.raises(ModelFileError, match="unexpected member0/model/0.W"):
+        load_model(tmp_path / "bad.npz")
+
+
+@pytest.fixture
+def two_models(tmp_path, tiny_mnist, capsys):
+    paths = []
+    for seed in (0, 1):
+        path = tmp_path / f"m{seed}.npz"
+        code, _, err = run(capsys, "train", "--data", tiny_mnist, *FAST, "--seed", seed, "--out", path)
+        assert code == 0, err
+        paths.append(path)
+    return paths
+
+
+def test_the_ensemble_command_writes_a_file_every_command_takes(two_models, tmp_path, tiny_mnist, capsys):
+    out = tmp_path / "e.npz"
+    code, stdout, err = run(capsys, "ensemble", *two_models, "--out", out, "--data", tiny_mnist)
+    assert code == 0, err
+    assert "Ensemble of 2: test accuracy" in stdout and out.exists()
+    code, stdout, err = run(capsys, "evaluate", out, "--data", tiny_mnist, "--json")
+    assert code == 0, err
+    accuracy = json.loads(stdout)["accuracy"]
+    assert accuracy == pytest.approx(serialize.load(out)[1]["metrics"]["test_accuracy"])
+    code, stdout, err = run(capsys, "info", out)
+    assert code == 0 and "member 2 of 2: architecture" in stdout, err
+    from numpynn.images import to_png
+
+    to_png(np.zeros((28, 28)) + np.eye(28), tmp_path / "d.png")
+    code, stdout, err = run(capsys, "predict", out, tmp_path / "d.png", "--json")
+    assert code == 0, err
+    assert abs(sum(json.loads(stdout)[0]["probabilities"]) - 1) < 1e-3
+    code, stdout, err = run(capsys, "report", out, "--data", tiny_mnist, "--out", tmp_path / "rep")
+    assert code == 0, err
+    assert (tmp_path / "rep" / "index.html").exists() and "Learning curves" in stdout  # no history: said so
+    pytest.importorskip("onnxruntime")
+    code, stdout, err = run(capsys, "export", out, "--out", tmp_path / "e.onnx")
+    assert code == 0 and "Checked with onnxruntime" in stdout, err
+
+
+def test_an_exported_ensemble_computes_what_numpynn_computes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from numpynn.export import check_batch, compare_with_onnxruntime, to_onnx
+
+    ensemble = Ensemble(members(tmp_path))
+    ensemble.temperature = 0.6  # its own, as numpynn ensemble fits one
+    X = check_batch()
+    difference = compare_with_onnxruntime(to_onnx(ensemble, {}), ensemble, X)
+    assert difference["logits"] < 1e-4 and difference["probabilities"] < 1e-5
+
+
+def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mnist, capsys):
+    from fastapi.testclient import TestClient
+
+    from numpynn.web.app import create_app
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    assert run(capsys, "ensemble", *two_models, "--out", folder / "e.npz", "--data", tiny_mnist)[0] == 0
+    app = create_app(folder)
+    client = TestClient(app, base_url="http://127.0.0.1:8000", headers={"X-Numpynn-Token": app.state.token})
+    listed = client.get("/api/models").json()["models"]
+    assert [m["name"] for m in listed] == ["e"] and " | " in listed[0]["architecture"]
+    answer = client.post("/api/predict", json={"pixels": np.eye(28).tolist(), "model": "e"})
+    assert answer.status_code == 200, answer.text
+    assert abs(sum(answer.json()["probabilities"]) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one", "two or more model files"),
+    ("missing", "no such file"),
+    ("checkpoint", "a checkpoint, not a model file"),
+    ("ensemble", "already an ensemble"),
+    ("inputs", "does not take 784-pixel images"),
+    ("out", "end in .npz"),
+    ("datasets", "different datasets"),
+])
+def test_bad_ensemble_inputs_are_one_line(two_models, tmp_path, tiny_mnist, capsys, case, message):
+    a, b = two_models
+    extra = []
+    if case == "one":
+        models = [a]
+    elif case == "missing":
+        models = [a, tmp_path / "nope.npz"]
+    elif case == "checkpoint":
+        models = [a, tmp_path / "m1.ckpt.npz"]
+    elif case == "ensemble":
+        assert run(capsys, "ensemble", a, b, "--out", tmp_path / "e.npz", "--data", tiny_mnist)[0] == 0
+        models = [a, tmp_path / "e.npz"]
+    elif case == "inputs":  # a network for 100-pixel images: the loader refuses it as a member, by name
+        save_model(tmp_path / "small.npz", mlp([100, 8, 10]), {})
+        models = [a, tmp_path / "small.npz"]
+    elif case == "datasets":
+        save_model(tmp_path / "fashion.npz", mlp([784, 8, 10]), {"dataset": {"name": "fashion-mnist"}})
+        models = [a, tmp_path / "fashion.npz"]
+    else:
+        models, extra = [a, b], ["--out", tmp_path / "e.txt"]
+    code, _, err = run(capsys, "ensemble", *models, *(extra or ["--out", tmp_path / "out.npz"]), "--data", tiny_mnist)
+    assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_ensemble_is_calibrated_on_the_images_no_member_trained_on(tmp_path, capsys):
+    from .conftest import make_mnist_dir
+
+    data = make_mnist_dir(tmp_path / "data", n_train=400, n_test=100)
+    paths = []
+    for hidden in (16, 24):  # one split (seed 0) for both: its 150 dev images are unseen by either member
+        path = tmp_path / f"h{hidden}.npz"
+        code, _, err = run(capsys, "train", "--data", data, "--hidden", hidden, "--epochs", 2, "--batch-size", 16,
+                           "--dev-size", 150, "--quiet", "--out", path)
+        assert code == 0, err
+        paths.append(path)
+    code, stdout, err = run(capsys, "ensemble", *paths, "--out", tmp_path / "e.npz", "--data", data)
+    assert code == 0 and "fitted on the 150 training images no member trained on" in stdout, err
+    model, header = load_model(tmp_path / "e.npz")
+    assert model.temperature == header["temperature"] != 1.0 and header["metrics"]["calibration_images"] == 150
+    assert "threshold" in header["not_sure"]
+    X = np.random.default_rng(0).random((3, 784), dtype=np.float32)
+    model.temperature, P1 = 1.0, model.predict_proba(X)
+    model.temperature = header["temperature"]
+    assert (model.predict_proba(X).argmax(axis=1) == P1.argmax(axis=1)).all()  # the answers never change
