@@ -227,11 +227,22 @@ def tricks(iterations: int, data_dir: str | None) -> dict:
     for gradient in runs.values():
         gradient()  # once untimed: first-touch of memory and BLAS start-up
     times = {name: [] for name in runs}
-    for _ in range(iterations):  # round-robin, so a slow spell of the machine touches every variant alike
-        for name, gradient in runs.items():
+    # Round-robin, so a slow spell of the machine touches every variant alike; but not the threaded row: right
+    # after a call on multi-threaded BLAS, OpenBLAS's own threads keep spinning for a while and take the cores
+    # its threads need (measured: 32.8 ms a gradient interleaved, against 17.6 ms in `numpynn seed` itself).
+    # It runs afterwards, on its own, as `numpynn seed` runs it.
+    shared = {name: gradient for name, gradient in runs.items() if name != "threads"}
+    for _ in range(iterations):
+        for name, gradient in shared.items():
             start = time.perf_counter()
             gradient()
             times[name].append(time.perf_counter() - start)
+    with threadpool_limits(1, user_api="blas"):
+        time.sleep(1)  # OpenBLAS's threads go back to sleep
+        for _ in range(iterations):
+            start = time.perf_counter()
+            seed_fast.gradients(packed, params, m, threads=config.threads, pool=pool)
+            times["threads"].append(time.perf_counter() - start)
     pool.shutdown()
     seconds = {name: min(t) for name, t in times.items()}  # the best: the least disturbed by other work
     kept = sum(block.pixels.size * block.y.size for block in packed) / m
