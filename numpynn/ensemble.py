@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import require
-from .losses import softmax
+from .model import Classifier
 
 
 def log_softmax(Z):
@@ -41,8 +41,9 @@ def input_size(model) -> int | None:
     return None
 
 
-class Ensemble:
-    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P; its own temperature 1 unless fitted."""
+class Ensemble(Classifier):
+    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P; its own temperature 1 unless fitted.
+    probabilities, predict_proba and predict are Classifier's: softmax(log P / T), which for T = 1 is P itself."""
 
     def __init__(self, members: list):
         require(len(members) >= 2, "members", len(members), "an ensemble needs two or more models")
@@ -81,17 +82,6 @@ class Ensemble:
         """The ensemble's logits, log P.  (N, K)"""
         return self.log_mean_probabilities(X, batch_size)
 
-    def probabilities(self, Z):
-        """softmax(Z / T): for Z = log P and T = 1, P itself.  (N, K)"""
-        return softmax(Z / self.temperature)
-
-    def predict_proba(self, X, batch_size: int = 256):
-        """P = (1/M) sum_m softmax(Z_m / T_m) (raised to 1 / T and normalised, if the ensemble has a T).  (N, K)"""
-        return self.probabilities(self.forward_in_batches(X, batch_size))
-
-    def predict(self, X, batch_size: int = 256):
-        """The class with the highest averaged probability.  (N,)"""
-        return self.predict_proba(X, batch_size).argmax(axis=1)
 
     def outputs_in_batches(self, X, indices, batch_size: int = 256) -> dict:
         """The first member's layer outputs, but the last layer's (index -1 or len(layers) - 1) is the

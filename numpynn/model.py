@@ -25,7 +25,26 @@ from .shapes import D, K
 LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
 
 
-class Sequential:
+class Classifier:
+    """What every model that answers offers, from its logits and its temperature T: the probabilities and the
+    predicted class. A subclass gives forward_in_batches(X, batch_size) and a temperature."""
+
+    temperature = 1.0
+
+    def probabilities(self, Z):
+        """P = softmax(Z / T) for logits Z (N, K) and the model's temperature T.  (N, K)"""
+        return softmax(Z / self.temperature)
+
+    def predict_proba(self, X, batch_size: int = 256):
+        """P = softmax(forward(X, train=False) / T), batch by batch so memory stays bounded.  (N, K)"""
+        return self.probabilities(self.forward_in_batches(X, batch_size))
+
+    def predict(self, X, batch_size: int = 256):
+        """The most probable class of each image.  (N,)"""
+        return self.predict_proba(X, batch_size).argmax(axis=1)
+
+
+class Sequential(Classifier):
     """Y = layer_L(... layer_2(layer_1(X))).   Backward: dX = backward_1(backward_2(... backward_L(dY)))"""
 
     def __init__(self, layers: list):
@@ -175,17 +194,6 @@ class Sequential:
         """Z = forward(X, train=False), batch by batch (see outputs_in_batches).  (N, K)"""
         return self.outputs_in_batches(X, [-1], batch_size)[len(self.layers) - 1]
 
-    def probabilities(self, Z):
-        """P = softmax(Z / T) for logits Z (N, K) and the model's temperature T.  (N, K)"""
-        return softmax(Z / self.temperature)
-
-    def predict_proba(self, X, batch_size: int = 256):
-        """P = softmax(forward(X, train=False) / T), batch by batch so memory stays bounded.  (N, K)"""
-        return self.probabilities(self.forward_in_batches(X, batch_size))
-
-    def predict(self, X, batch_size: int = 256):
-        """The most probable class of each image.  (N,)"""
-        return self.predict_proba(X, batch_size).argmax(axis=1)
 
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
