@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("model", metavar="MODEL", nargs="?", help="a model file to offer first, before the "
                        "built-in model (optional)")
     serve.add_argument("--models", metavar="DIR", help="the models folder (default: $NUMPYNN_MODELS, else "
-                       "~/.local/share/numpynn/models; created when the first run is saved)")
+                       "~/.local/share/numpynn/models, made when serve starts)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                        "machine only; 0.0.0.0 opens the page, and its training runs, to your network)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
@@ -905,6 +905,12 @@ def cmd_serve(args) -> int:
     print(f"numpynn: scripts that start or stop training send the header X-Numpynn-Token: {app.state.token}",
           flush=True)
     try:
+        if not args.models and not folder.exists():  # the default folder, on first use: made, as apps make theirs
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise OutputError(f"the models folder {folder} could not be made ({error.strerror}); give "
+                                  f"another with --models") from None
         check_folder(folder, f"--models {folder}", may_create=True)
     except OutputError as error:  # the page still reads digits; only the Learn tab needs to write
         print(f"numpynn: warning: {error}; until then the Learn tab cannot save its runs", file=sys.stderr)

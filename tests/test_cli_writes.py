@@ -164,3 +164,18 @@ def test_serve_refuses_a_short_token(capsys, monkeypatch):
     monkeypatch.setenv("NUMPYNN_TOKEN", "guessable")
     code, _, err = run_cli(capsys, "serve", "--port", "0")
     assert code == 2 and one_line(err) and "$NUMPYNN_TOKEN" in err and "16" in err
+
+
+def test_serve_makes_the_default_models_folder_on_first_use(tmp_path):
+    """A fresh machine has no ~/.local/share/numpynn: serve makes its default folder, with no warning."""
+    folder = tmp_path / "home" / "share" / "numpynn" / "models"
+    server = subprocess.Popen([sys.executable, "-m", "numpynn", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "NUMPYNN_MODELS": str(folder),
+                                   "PYTHONPATH": str(pathlib.Path(__file__).parents[1])})
+    try:
+        line = server.stderr.readline()  # the first thing serve says on stderr: the model it offers
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert folder.is_dir() and "warning" not in line and line.startswith("model: built-in"), line
