@@ -645,11 +645,9 @@ def cmd_evaluate(args) -> int:
 def cmd_calibrate(args) -> int:
     import pathlib
 
-    from .abstain import choose_rule
-    from .calibrate import calibrate
     from .data import load_mnist
     from .serialize import ModelFileError, save_model
-    from .train import calibration_error, evaluate
+    from .train import calibrate_and_choose_rule, evaluate
 
     out = pathlib.Path(args.out or args.model)
     if out.suffix != ".npz":
@@ -662,22 +660,18 @@ def cmd_calibrate(args) -> int:
         raise CommandError(f"{args.model}: its header does not say which dev set it was trained beside "
                            f"(dataset.dev_size and split_seed); only files written by `numpynn train` can be calibrated")
     splits = load_mnist(args.dataset, args.data, dev_size=dev_size, seed=seed, progress=False)
-    model.temperature = 1.0
-    before = calibration_error(model, splits.X_test, splits.y_test)
-    T = calibrate(model, splits.X_dev, splits.y_dev)
-    after = calibration_error(model, splits.X_test, splits.y_test)
+    fitted, rule = calibrate_and_choose_rule(model, splits.X_dev, splits.y_dev, splits.X_test, splits.y_test)
     test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
-    rule = choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)  # chosen again: P has changed
-    metrics = {**header.get("metrics", {}), "temperature": T, "test_ece_uncalibrated": before, "test_ece": after,
-               "test_loss": test_loss, "test_accuracy": test_accuracy}
+    metrics = {**header.get("metrics", {}), **fitted, "test_loss": test_loss, "test_accuracy": test_accuracy}
     kept = {key: value for key, value in header.items()
             if key not in ("kind", "architecture", "format_version", "temperature", "metrics")}  # same weights
     try:
         save_model(out, model, {**kept, "metrics": metrics, "not_sure": rule})
     except ModelFileError as error:
         raise CommandError(str(error)) from None
-    print(f"Temperature {T:.3f} fitted on {len(splits.y_dev):,} dev images; test expected calibration error "
-          f"{100 * before:.2f}% -> {100 * after:.2f}%; test accuracy {100 * test_accuracy:.2f}% (unchanged)")
+    print(f"Temperature {fitted['temperature']:.3f} fitted on {len(splits.y_dev):,} dev images; test expected "
+          f"calibration error {100 * fitted['test_ece_uncalibrated']:.2f}% -> {100 * fitted['test_ece']:.2f}%; "
+          f"test accuracy {100 * test_accuracy:.2f}% (unchanged)")
     print(f"Model: {out}")
     return 0
 
@@ -1044,12 +1038,10 @@ def cmd_ensemble(args) -> int:
     """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
     import pathlib
 
-    from .abstain import choose_rule
-    from .calibrate import fit_temperature
     from .data import load_raw
     from .ensemble import Ensemble
     from .serialize import ModelFileError, save_ensemble
-    from .train import calibration_error, evaluate
+    from .train import calibrate_and_choose_rule, calibration_error, evaluate
 
     out = pathlib.Path(args.out)
     if out.suffix != ".npz":
@@ -1079,19 +1071,19 @@ def cmd_ensemble(args) -> int:
     dataset = datasets.pop()
     x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
     X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
-    extra = {}
+    extra, fitted = {}, {}
     unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
     note = (f"not calibrated as a whole: {len(unseen)} images are in every member's dev set, fewer than the "
             f"{MIN_CALIBRATION} needed")
     if len(unseen) >= MIN_CALIBRATION:
         X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
-        metrics_before = calibration_error(ensemble, X, y)
-        ensemble.temperature = fit_temperature(ensemble.forward_in_batches(X_unseen), y_train[unseen].astype("int64"))
-        extra["not_sure"] = choose_rule(ensemble.predict_proba(X_unseen), X_unseen)
+        fitted, extra["not_sure"] = calibrate_and_choose_rule(ensemble, X_unseen, y_train[unseen].astype("int64"),
+                                                              X, y)
         note = (f"temperature {ensemble.temperature:.3f}, fitted on the {len(unseen):,} training images no member "
-                f"trained on (test ECE {100 * metrics_before:.2f}% at temperature 1)")
+                f"trained on (test ECE {100 * fitted['test_ece_uncalibrated']:.2f}% at temperature 1)")
     test_loss, test_accuracy = evaluate(ensemble, X, y)
-    metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": calibration_error(ensemble, X, y),
+    test_ece = fitted["test_ece"] if fitted else calibration_error(ensemble, X, y)
+    metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": test_ece,
                "members": len(members), "calibration_images": len(unseen)}
     from . import __version__
 

@@ -324,23 +324,38 @@ def train_and_save(run: Run, splits, path, dataset: str, *, started: float | Non
     if on_saving is not None:
         on_saving()
     has_dev = splits.X_dev is not None and len(splits.X_dev) > 0
-    model, scores = run.model, {}
-    if run.config.calibrate and has_dev:  # the dev set fits T; the test set only judges it
-        scores["test_ece_uncalibrated"] = calibration_error(model, splits.X_test, splits.y_test)
-        scores["temperature"] = calibrate(model, splits.X_dev, splits.y_dev)
-    header = dict(header or {})
-    if has_dev:  # when to answer "not sure": chosen on the dev digits, with the probabilities as now stated
+    model, scores, header = run.model, {}, dict(header or {})
+    if run.config.calibrate and has_dev:  # the dev set fits T and the rule; the test set only judges them
+        scores, header["not_sure"] = calibrate_and_choose_rule(model, splits.X_dev, splits.y_dev, splits.X_test,
+                                                               splits.y_test)
+    elif has_dev:  # when to answer "not sure", with the probabilities as they are
         header["not_sure"] = abstain.choose_rule(model.predict_proba(splits.X_dev), splits.X_dev)
+    else:
+        scores["test_ece"] = calibration_error(model, splits.X_test, splits.y_test)
     test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
     dev_loss, dev_accuracy = evaluate(model, splits.X_dev, splits.y_dev) if has_dev else (None, None)
+    scores.setdefault("test_ece", calibration_error(model, splits.X_test, splits.y_test))
     scores = {
         "dev_accuracy": dev_accuracy, "dev_loss": dev_loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
-        "test_ece": calibration_error(model, splits.X_test, splits.y_test), **scores,
+        **scores,
         "epochs": run.epoch, "best_epoch": history.best_epoch, "stopped": history.stopped,
         "seconds": time.perf_counter() - started, **(metrics or {}),
     }
     serialize.save_model(path, run.model, model_header(run.config, history, scores, dataset, **header))
     return history, scores
+
+
+def calibrate_and_choose_rule(model, X_dev, y_dev, X_test, y_test) -> tuple[dict, dict]:
+    """What follows training: fit the model's temperature on held-out images (calibrate.py), choose the "not
+    sure" rule on them with the probabilities as now stated (abstain.py), and measure the test set's expected
+    calibration error before and after. Used by numpynn train, numpynn calibrate and numpynn ensemble.
+    Returns ({temperature, test_ece_uncalibrated, test_ece}, the rule)."""
+    model.temperature = 1.0  # fitted afresh, not on top of an earlier T
+    before = calibration_error(model, X_test, y_test)
+    T = calibrate(model, X_dev, y_dev)
+    rule = abstain.choose_rule(model.predict_proba(X_dev), X_dev)
+    return {"temperature": T, "test_ece_uncalibrated": before,
+            "test_ece": calibration_error(model, X_test, y_test)}, rule
 
 
 def calibration_error(model, X, y, n_bins: int = 10) -> float:
