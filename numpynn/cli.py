@@ -446,10 +446,12 @@ def cmd_train(args) -> int:
     if args.extra_repeat is not None and not args.extra_data:
         raise UsageError("--extra-repeat goes with --extra-data DIR (the examples to repeat)")
     extra = _extra_data(args, config.seed) if args.extra_data else None  # before MNIST: a typo fails fast
+    loading = time.perf_counter()
     try:
         splits = load_mnist(args.dataset, args.data, dev_size=config.dev_size, seed=config.seed, progress=not args.quiet)
     except OptionError as error:  # a dev set as large as the training set
         raise _flag_error(error) from None
+    load_seconds = time.perf_counter() - loading
     if extra is not None:
         from .extra_data import REPEAT
 
@@ -501,7 +503,7 @@ def cmd_train(args) -> int:
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
-                          "train_seconds": round(train_seconds, 3), "model": str(out), "epochs": run.epoch,
+                          "train_seconds": round(train_seconds, 3), "load_seconds": round(load_seconds, 3), "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped, "temperature": metrics.get("temperature", 1.0),
                           "test_ece": metrics["test_ece"]}))
     return 130 if history.stopped == "interrupted" else 0

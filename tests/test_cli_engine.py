@@ -29,7 +29,8 @@ def trained(tmp_path, tiny_mnist, capsys):
 
 def test_train_writes_a_model_metrics_and_checkpoint_and_prints_accuracy(trained, tmp_path):
     model, summary = trained
-    assert {"dev_accuracy", "test_accuracy", "seconds"} <= set(summary)
+    assert {"dev_accuracy", "test_accuracy", "seconds", "train_seconds", "load_seconds"} <= set(summary)
+    assert 0 < summary["load_seconds"] < summary["seconds"] and 0 < summary["train_seconds"] < summary["seconds"]
     assert 0 <= summary["test_accuracy"] <= 1 and summary["epochs"] == 3
     metrics = json.loads((tmp_path / "m.metrics.json").read_text())
     assert len(metrics["history"]["epochs"]) == 3
@@ -235,9 +236,9 @@ def test_train_help_shows_what_runs_without_a_preset_and_what_each_preset_change
     code, out, _ = run(capsys, "train", "--help")
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("--")}
-    assert "(default: 0.1; --preset cnn: 0.001; --preset seed: 0.003)" in lines["--lr"]
-    assert "(default: 1; --preset cnn: 2)" in lines["--threads"]
-    assert "(default: 800; --preset cnn: 256; --preset seed: 10)" in lines["--hidden"]
+    assert "(default: 0.1; --preset cnn: 0.001; --preset cnn-fast: 0.002; --preset seed: 0.003)" in lines["--lr"]
+    assert "(default: 1; --preset cnn: 2; --preset cnn-fast: 2)" in lines["--threads"]
+    assert "(default: 800; --preset cnn: 256; --preset cnn-fast: 128; --preset seed: 10)" in lines["--hidden"]
     assert lines["--momentum"].endswith("(default: 0.9)")  # no preset changes it
 
 

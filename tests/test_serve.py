@@ -566,7 +566,7 @@ def test_bad_training_options_get_422_and_start_nothing(trainer_client, options,
 
 def test_learn_limits_are_in_the_status_for_the_form(trainer_client):
     status = trainer_client.get("/api/train").json()
-    assert status["limits"]["epochs"] == [1, 20] and set(status["presets"]) == {"mlp", "seed", "cnn"}
+    assert status["limits"]["epochs"] == [1, 20] and set(status["presets"]) == {"mlp", "seed", "cnn", "cnn-fast"}
     assert status["presets"]["seed"]["hidden"] == [10]
 
 

@@ -67,7 +67,7 @@ def test_adam_hyperparameters_reach_the_optimizer():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="preset = 'huge' is out of range: choose one of mlp, cnn, seed"):
+    with pytest.raises(ValueError, match="preset = 'huge' is out of range: choose one of mlp, cnn, cnn-fast, seed"):
         make_config("huge")
 
 
