@@ -25,6 +25,12 @@ What it measures
     units only, a negligible cost). `--repeat N` runs each N times, round-robin; the table shows the best and
     the median. Compare numbers only within one run of this script.
 
+Where the time goes (--breakdown, on by default)
+    One more subprocess times each layer's forward and backward on one slice of a batch (batch / T images, what
+    each thread runs), on one thread with single-threaded BLAS, then the loss and the optimizer's step, and each
+    convolution's matrix products alone on arrays of the same shapes. It prints how much of a batch is those
+    products, and how little time everything else would need to match PyTorch's epoch.
+
 Where each runs
     engine runs with the interpreter running this script (numpynn's venv); torch with --bench-python (default:
     .venv-bench/bin/python), a separate venv that has torch: numpynn never depends on it.
@@ -53,7 +59,7 @@ ENGINE_CODE = [REPO / "numpynn" / name for name in ("train.py", "model.py", "lay
 KINDS = {"engine": "numpynn engine (fit)", "engine1": "numpynn, --threads 1", "torch": "PyTorch (CPU)"}
 ENV_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS")
-TARGET = 1.3  # the issue's: numpynn's epoch takes at most this many times PyTorch's
+TARGET = 1.0  # numpynn's epoch takes at most this many times PyTorch's: its speed or better
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -169,7 +175,69 @@ def work_torch(args) -> dict:
                                     if "CPU capability" in line), "?")}
 
 
-WORKERS = {"probe": work_probe, "engine": work_engine, "engine1": lambda args: work_engine(args, threads=1),
+def work_breakdown(args) -> dict:
+    """Where one slice's step goes: each layer's forward and backward on one slice of a batch (batch / T images,
+    what each of the T threads runs), on one thread with single-threaded BLAS, as in training; then the loss and
+    the optimizer's step (once per batch, on one thread, after the slices). Medians of 30 steps. For a Conv2D,
+    also its matrix products alone (W_mat @ cols, and in backward dW's and, if needed, dcols'), on arrays of the
+    same shapes: what the layer would cost if im2col, col2im and the rest were free."""
+    from threadpoolctl import threadpool_limits
+
+    from numpynn.losses import softmax_cross_entropy
+
+    config, splits, run, np = _setup(args, args.threads)
+    model, n = run.model, -(-config.batch_size // args.threads)
+    X, y = splits.X_train[:n], splits.y_train[:n]
+    steps, first = 30, next(i for i, layer in enumerate(model.layers) if layer.params)
+    forward, backward = ([[] for _ in model.layers] for _ in range(2))
+    loss_s, step_s = [], []
+    with threadpool_limits(1, user_api="blas"):
+        for _ in range(steps + 1):  # the first is untimed: first touch of memory
+            A = X
+            for i, layer in enumerate(model.layers):
+                start = time.perf_counter()
+                A = layer.forward(A, train=True)
+                forward[i].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            _, dA = softmax_cross_entropy(A, y, 10, 0.0)
+            loss_s.append(time.perf_counter() - start)
+            for i in reversed(range(first, len(model.layers))):
+                layer = model.layers[i]
+                layer.need_dX = i > first  # as Sequential.backward(need_dX=False) sets it in training
+                start = time.perf_counter()
+                dA = layer.backward(dA)
+                backward[i].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            run.optimizer.step(model.params(), model.grads())
+            step_s.append(time.perf_counter() - start)
+        rows = []
+        for i, layer in enumerate(model.layers):
+            spec, products = layer.spec(), None
+            if spec["type"] == "Conv2D":
+                products = _conv_products(layer, np, steps, need_dX=i > first)
+            rows.append({"layer": spec["type"], "forward": float(np.median(forward[i][1:])),
+                         "backward": float(np.median(backward[i][1:])) if backward[i] else 0.0,
+                         "products": products})
+    return {"slice": n, "rows": rows, "loss": float(np.median(loss_s[1:])), "step": float(np.median(step_s[1:]))}
+
+
+def _conv_products(layer, np, steps: int, need_dX: bool) -> float:
+    """Median seconds of a Conv2D's matrix products alone, on random arrays shaped as in its last step."""
+    cols = np.random.default_rng(0).random(layer.cols.shape, dtype=np.float32)  # (C_in*k*k, H_out*W_out*N)
+    W_mat = layer.params["W"].reshape(layer.C_out, -1)  # (C_out, C_in*k*k)
+    dZ = np.random.default_rng(1).random((layer.C_out, cols.shape[1]), dtype=np.float32)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        W_mat @ cols
+        (cols @ dZ.T).T
+        if need_dX:
+            W_mat.T @ dZ
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+WORKERS = {"probe": work_probe, "breakdown": work_breakdown, "engine": work_engine, "engine1": lambda args: work_engine(args, threads=1),
            "torch": work_torch}
 
 
@@ -228,9 +296,37 @@ def print_report(report: dict) -> None:
         r = report["ratio"]
         print(f"\nnumpynn epoch / PyTorch epoch: {r['best']:.2f}x (best runs), {r['median']:.2f}x (medians)  "
               f"target <= {TARGET}x: {'met' if r['best'] <= TARGET else 'NOT met'}")
+    if report["breakdown"]:
+        print_breakdown(report["breakdown"], report)
     busy = report["machine"]["cpu_busy_before"]
     if busy is not None and busy > 0.1:
         print(f"\nwarning: the CPUs were {100 * busy:.0f}% busy in the second before the runs")
+
+
+def print_breakdown(breakdown: dict, report: dict) -> None:
+    """Where one slice's step goes, and what that says about the epoch against PyTorch's."""
+    rows = [("layer", "forward ms", "backward ms", "of which products ms")]
+    total = products = 0.0
+    for row in breakdown["rows"]:
+        total += row["forward"] + row["backward"]
+        products += row["products"] or 0.0
+        rows.append((row["layer"], f"{1000 * row['forward']:.2f}", f"{1000 * row['backward']:.2f}",
+                     "" if row["products"] is None else f"{1000 * row['products']:.2f}"))
+    rows.append(("loss (softmax cross-entropy)", f"{1000 * breakdown['loss']:.2f}", "", ""))
+    rows.append(("optimizer step (once per batch)", f"{1000 * breakdown['step']:.2f}", "", ""))
+    print(f"\nWhere a step goes: one slice of {breakdown['slice']} images (what each thread runs), one thread, "
+          f"single-threaded BLAS, medians of 30 steps")
+    print("\n".join(table(rows)))
+    batches = -(-report["probe"]["N"] // report["batch_size"])
+    per_batch = total + breakdown["loss"] + breakdown["step"]
+    print(f"one slice's forward + backward {1000 * total:.1f} ms, of which the convolutions' products "
+          f"{1000 * products:.1f} ms; with the optimizer step {1000 * per_batch:.1f} ms a batch if the slices run "
+          f"side by side at this speed: {per_batch * batches:.1f} s an epoch ({batches} batches)")
+    if "torch" in report["results"]:
+        torch_batch = report["results"]["torch"]["seconds_best"] / batches
+        print(f"PyTorch's best epoch is {1000 * torch_batch:.1f} ms a batch: to match it, everything but the "
+              f"convolutions' products would have to fit in {1000 * (torch_batch - products):.1f} ms a batch "
+              f"(now {1000 * (per_batch - products):.1f} ms)")
 
 
 def parse_args(argv=None):
@@ -245,6 +341,8 @@ def parse_args(argv=None):
     parser.add_argument("--bench-python", metavar="PATH", default=str(REPO / ".venv-bench" / "bin" / "python"),
                         help="interpreter with torch (default: .venv-bench/bin/python)")
     parser.add_argument("--batch-size", type=int, default=128, metavar="N", help="images per batch (default: 128)")
+    parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time each layer of one slice's step, and its products alone (default: on)")
     parser.add_argument("--json", metavar="PATH", help="also write every number to this JSON file (atomically)")
     parser.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)  # internal: one child
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)  # internal: torch's threads
@@ -279,6 +377,10 @@ def main(argv=None) -> int:
             python = args.bench_python if kind == "torch" else sys.executable
             runs[kind].append(run_json_child(worker_command(python, kind, args, threads), f"the {kind} run", PROG))
     results = {kind: summarize(kind_runs) for kind, kind_runs in runs.items()}
+    breakdown = None
+    if args.breakdown:
+        breakdown = run_json_child(worker_command(sys.executable, "breakdown", args, threads),
+                                   "timing each layer", PROG)
     ratio = None
     if "engine" in results and "torch" in results:
         ratio = {"best": results["engine"]["seconds_best"] / results["torch"]["seconds_best"],
@@ -288,7 +390,7 @@ def main(argv=None) -> int:
         "env": _common.environment(ENV_VARIABLES),
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_name(), "cpu_busy_before": cpu_busy},
         "engine_sha256": {"before": code_before, "after": code_hash(ENGINE_CODE)},
-        "skipped": skipped, "results": results, "ratio": ratio, "target": TARGET,
+        "skipped": skipped, "results": results, "ratio": ratio, "target": TARGET, "breakdown": breakdown,
     }
     print_report(report)
     if args.json:

@@ -267,9 +267,10 @@ def work_plot(args) -> dict:
                            + (f"\n(holding {points[0]['images']:,} images)" if scaled else ""), fontsize=9)
             t_ax.set_ylabel(f"seconds per epoch{' (50,000 images)' if scaled else ''}")
             m_ax.set_ylabel("peak RSS, MiB")
+            t_ax.set_yscale("log")
+            m_ax.set_ylim(0, 1.1 * top)  # memory on a linear scale from 0: the fixed cost shows as the offset
             for ax in (t_ax, m_ax):
                 ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
                 ax.set_xticks(xs)
                 ax.set_xticklabels([f"{x:,}" for x in xs], fontsize=8)
                 ax.minorticks_off()

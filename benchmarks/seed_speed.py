@@ -243,10 +243,35 @@ def tricks(iterations: int, data_dir: str | None) -> dict:
             start = time.perf_counter()
             seed_fast.gradients(packed, params, m, threads=config.threads, pool=pool)
             times["threads"].append(time.perf_counter() - start)
+        limits = {name: [] for name in LIMITS}
+        for _ in range(iterations):  # what the fast path cannot go below, on the same threads and blocks
+            for name, work in (("read", _read_x), ("products", _products_only)):
+                start = time.perf_counter()
+                list(pool.map(lambda t: work(packed[t :: config.threads], params.W1), range(config.threads)))
+                limits[name].append(time.perf_counter() - start)
     pool.shutdown()
     seconds = {name: min(t) for name, t in times.items()}  # the best: the least disturbed by other work
     kept = sum(block.pixels.size * block.y.size for block in packed) / m
-    return {"seconds_per_gradient": seconds, "pixels_kept_per_image": kept, "iterations": iterations}
+    return {"seconds_per_gradient": seconds, "pixels_kept_per_image": kept, "iterations": iterations,
+            "limits_seconds": {name: min(t) for name, t in limits.items()}}
+
+
+LIMITS = {  # name -> what it times: parts of seed_fast's gradient alone, on its threads, blocks and BLAS
+    "read": "reading every block's X once (a sum), nothing else",
+    "products": "the two products with X per block, W1_b X_b and dZ1 X_b^T, nothing else",
+}
+
+
+def _read_x(blocks, W1) -> None:
+    for block in blocks:
+        block.X.sum()
+
+
+def _products_only(blocks, W1) -> None:
+    """seed_fast's two products with X per block, on a stand-in dZ1 (the forward's Z1), and nothing else."""
+    for pixels, X_b, _ in blocks:
+        Z1 = (X_b.T @ W1[:, pixels].T).T  # (H, n)
+        (X_b @ Z1.T).T  # (H, D_b)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -375,6 +400,11 @@ def print_tricks(tricks: dict) -> None:
     print("\n".join(table(rows)))
     print(f"Blocks of 512 with zero pixels dropped keep {tricks['pixels_kept_per_image']:.0f} of 784 pixels "
           "per image on average.")
+    limits = tricks.get("limits_seconds")
+    if limits:
+        print("\nParts of that gradient alone, on the same threads and blocks (best of as many):")
+        print("\n".join(table([("part", "ms", "x 2000 iterations")] + [
+            (what, f"{1000 * limits[name]:.1f}", f"{2000 * limits[name]:.1f} s") for name, what in LIMITS.items()])))
 
 
 def parse_args(argv=None):
