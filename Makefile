@@ -13,7 +13,7 @@ export NUMPYNN_DATA := $(abspath ../shared/mnist)
 endif
 endif
 
-.PHONY: run test serve notebooks builtin-model clean
+.PHONY: run test serve notebooks builtin-model readme-screenshot clean
 run: $(VENV)/.installed
 	$(VENV)/bin/numpynn seed $(ARGS)
 
@@ -22,6 +22,11 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The README's picture of the page (docs/img/page-draw.png), taken by the browser test; a plain `make test`
+# leaves it as committed.
+readme-screenshot: $(VENV)/.installed
+	NUMPYNN_README_SCREENSHOT=1 $(VENV)/bin/python -m pytest tests/test_browser.py -k newcomer
 
 # JupyterLab refuses to start as root unless told; root is usual in a container, so tell it there.
 notebooks: $(VENV)/.notebooks
