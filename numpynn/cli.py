@@ -1104,21 +1104,20 @@ def cmd_ensemble(args) -> int:
 
 
 def _unseen_by_all(headers: list[dict], n_train: int):
-    """Indices of the training images in every member's dev set (from each header's dev_size and split_seed):
-    images no member trained on. Empty if a header does not say its split."""
+    """Indices of the training images in every member's dev set, from each header's dev_size and split_seed
+    (data.in_every_dev_set): images no member trained on. Empty if a header does not say its split."""
     import numpy as np
 
-    from .data import split_order
+    from .data import in_every_dev_set
 
-    common = None
+    splits = []
     for header in headers:
         split = header.get("dataset", {})
         size, seed = split.get("dev_size"), split.get("split_seed")
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, seed)):
             return np.zeros(0, np.int64)
-        dev = split_order(n_train, seed)[:size]
-        common = dev if common is None else np.intersect1d(common, dev)
-    return np.sort(common) if common is not None else np.zeros(0, np.int64)
+        splits.append((size, seed))
+    return in_every_dev_set(splits, n_train)
 
 
 def cmd_sweep(args) -> int:

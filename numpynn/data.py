@@ -442,8 +442,19 @@ def _features(images):
 
 def split_order(n_train: int, seed: int) -> np.ndarray:
     """The shuffled order of the training images that load_mnist splits: the first dev_size are the dev set.
-    (numpynn ensemble uses it to find the images none of its members trained on.)  (n_train,)"""
+    (n_train,)"""
     return np.random.default_rng(seed).permutation(n_train)
+
+
+def in_every_dev_set(splits: list[tuple[int, int]], n_train: int) -> np.ndarray:
+    """Indices, sorted, of the training images that are in the dev set of every one of `splits`, each a
+    (dev_size, seed) pair as load_mnist took them: images that no model trained on those splits has seen
+    (numpynn ensemble calibrates on them). Empty for no splits."""
+    common = None
+    for dev_size, seed in splits:
+        dev = split_order(n_train, seed)[:dev_size]  # (dev_size,)
+        common = dev if common is None else np.intersect1d(common, dev)
+    return np.sort(common) if common is not None else np.zeros(0, np.int64)
 
 
 def load_mnist(dataset="mnist", data_dir=None, *, dev_size=DEV_SIZE, seed=0, download=True, mirrors=None,

@@ -279,3 +279,18 @@ def test_real_mnist_splits(mnist_dir):
 def test_real_mnist_files_are_not_taken_for_fashion_mnist(mnist_dir):
     message = raises_data_error(load_raw, "fashion-mnist", mnist_dir, match="MNIST training labels")
     assert NAMES["train_labels"] in message
+
+
+def test_in_every_dev_set_is_the_images_no_split_trained_on():
+    """The images in the dev set of every (dev_size, seed) split: exactly those load_mnist would hold out of
+    every one of them, checked against a plain set intersection."""
+    from numpynn.data import in_every_dev_set, split_order
+
+    splits = [(300, 0), (500, 1), (400, 7)]
+    expected = set(range(1000))
+    for size, seed in splits:
+        expected &= set(split_order(1000, seed)[:size].tolist())
+    got = in_every_dev_set(splits, 1000)
+    assert got.tolist() == sorted(expected) and len(expected) > 0
+    assert in_every_dev_set([(300, 0)], 1000).tolist() == sorted(split_order(1000, 0)[:300].tolist())
+    assert in_every_dev_set([], 1000).size == 0
