@@ -155,6 +155,20 @@ def blas_libraries(keys: tuple[str, ...], user_api: str | None = None) -> list[d
     return [{key: lib.get(key) for key in keys} for lib in threadpool_info() if user_api in (None, lib["user_api"])]
 
 
+def blas_threads(libs: list[dict]) -> int:
+    """The threads NumPy's BLAS runs with, from blas_libraries' list: what PyTorch's rows are given too."""
+    return max((lib["num_threads"] for lib in libs if lib["user_api"] == "blas"), default=1)
+
+
+def why_no_torch(python: str) -> str:
+    """Why the PyTorch rows cannot run with this interpreter, or "" if they can."""
+    if not pathlib.Path(python).exists():
+        return f"{python} not found (see benchmarks/README.md for the benchmark venv)"
+    if subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0:
+        return f"{python} cannot import torch"
+    return ""
+
+
 def describe_library(lib: dict) -> str:
     """One BLAS library in words: "openblas 0.3.27, kernel Haswell, 2 threads"."""
     return f"{lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, {lib['num_threads']} threads"

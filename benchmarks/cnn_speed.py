@@ -46,7 +46,6 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -362,15 +361,11 @@ def main(argv=None) -> int:
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)
     info = run_json_child(worker_command(sys.executable, "probe", args), "reading the BLAS and the data", PROG)
-    threads = max((lib["num_threads"] for lib in info["blas"] if lib["user_api"] == "blas"), default=1)
-    kinds, skipped = list(args.runs), ""
-    if "torch" in kinds:
-        if not pathlib.Path(args.bench_python).exists():
-            skipped = f"{args.bench_python} not found (see benchmarks/README.md for the benchmark venv)"
-        elif subprocess.run([args.bench_python, "-c", "import torch"], capture_output=True).returncode != 0:
-            skipped = f"{args.bench_python} cannot import torch"
-        if skipped:
-            kinds.remove("torch")
+    threads = _common.blas_threads(info["blas"])
+    kinds = list(args.runs)
+    skipped = _common.why_no_torch(args.bench_python) if "torch" in kinds else ""
+    if skipped:
+        kinds.remove("torch")
     runs = {kind: [] for kind in kinds}
     for _ in range(args.repeat):  # round-robin, so a slow spell of the machine touches both alike
         for kind in kinds:

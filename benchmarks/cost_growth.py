@@ -67,7 +67,6 @@ import math
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -459,20 +458,16 @@ def main(argv=None) -> int:
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)
     info = run_json_child(worker_command(sys.executable, "probe", args), "reading the BLAS", PROG)
-    threads = max((lib["num_threads"] for lib in info["blas"] if lib["user_api"] == "blas"), default=1)
+    threads = _common.blas_threads(info["blas"])
     sgemm = run_json_child(worker_command(sys.executable, "sgemm", args), "the sgemm measurement", PROG)
     copy = run_json_child(worker_command(sys.executable, "bandwidth", args), "the bandwidth measurement", PROG)
     limits = {"sgemm_gflops": sgemm["gflops"], "sgemm_n": sgemm["n"], "sgemm_seconds": sgemm["seconds"],
               "copy_gbs": copy["gbs"], "copy_bytes": copy["bytes"], "copy_seconds": copy["seconds"]}
 
-    kinds, skipped = list(args.runs), ""
-    if "torch" in kinds:
-        if not pathlib.Path(args.bench_python).exists():
-            skipped = f"{args.bench_python} not found (see benchmarks/README.md for the benchmark venv)"
-        elif subprocess.run([args.bench_python, "-c", "import torch"], capture_output=True).returncode != 0:
-            skipped = f"{args.bench_python} cannot import torch"
-        if skipped:
-            kinds.remove("torch")
+    kinds = list(args.runs)
+    skipped = _common.why_no_torch(args.bench_python) if "torch" in kinds else ""
+    if skipped:
+        kinds.remove("torch")
     if not kinds:
         sys.exit(f"{PROG}: error: nothing to run: {skipped}")
 

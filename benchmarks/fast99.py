@@ -37,7 +37,6 @@ import pathlib
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -235,15 +234,9 @@ def main(argv=None) -> int:
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)
     info = run_json_child(worker_command(sys.executable, "probe", args), "reading the BLAS and the preset", PROG)
-    threads = max((lib["num_threads"] for lib in info["blas"] if lib["user_api"] == "blas"), default=1)
-    skipped = ""
-    run_torch = "torch" in args.runs
-    if run_torch:
-        if not pathlib.Path(args.bench_python).exists():
-            skipped = f"{args.bench_python} not found (see benchmarks/README.md for the benchmark venv)"
-        elif subprocess.run([args.bench_python, "-c", "import torch"], capture_output=True).returncode != 0:
-            skipped = f"{args.bench_python} cannot import torch"
-        run_torch = not skipped
+    threads = _common.blas_threads(info["blas"])
+    skipped = _common.why_no_torch(args.bench_python) if "torch" in args.runs else ""
+    run_torch = "torch" in args.runs and not skipped
     rows = []
     folder = pathlib.Path(tempfile.mkdtemp(prefix="numpynn-fast99-"))
     try:

@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     cpu_busy = cpu_busy_before()
     code_before = code_hash(ENGINE_CODE)
     info = run_json_child(worker_command(sys.executable, "probe", args), "reading the BLAS and the data", PROG)
-    threads = max((lib["num_threads"] for lib in info["blas"] if lib["user_api"] == "blas"), default=1)
+    threads = _common.blas_threads(info["blas"])
     skipped = {}
     kinds = []
     for kind in args.runs:

@@ -42,3 +42,17 @@ def test_bad_flags_are_one_line_and_exit_2(script, flags, says):
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"{script}: error: ")
+
+
+def test_a_missing_or_torchless_benchmark_interpreter_is_named_in_one_line(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert _common.why_no_torch(str(tmp_path / "nope")).endswith("not found (see benchmarks/README.md for the "
+                                                                  "benchmark venv)")
+    assert _common.why_no_torch(sys.executable) in ("", f"{sys.executable} cannot import torch")
+    assert _common.blas_threads([{"user_api": "openmp", "num_threads": 8},
+                                 {"user_api": "blas", "num_threads": 2}]) == 2
+    assert _common.blas_threads([]) == 1
