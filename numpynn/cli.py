@@ -503,7 +503,8 @@ def cmd_train(args) -> int:
     if args.json:
         train_seconds = sum(row["seconds"] for row in history.epochs)
         print(json.dumps({"dev_accuracy": dev_accuracy, "test_accuracy": test_accuracy, "seconds": round(seconds, 3),
-                          "train_seconds": round(train_seconds, 3), "load_seconds": round(load_seconds, 3), "model": str(out), "epochs": run.epoch,
+                          "train_seconds": round(train_seconds, 3), "load_seconds": round(load_seconds, 3),
+                          "model": str(out), "epochs": run.epoch,
                           "stopped": history.stopped, "temperature": metrics.get("temperature", 1.0),
                           "test_ece": metrics["test_ece"]}))
     return 130 if history.stopped == "interrupted" else 0

@@ -49,7 +49,7 @@ PRESETS: dict[str, dict] = {
     # The cnn preset made small and short, for 99 % in about half a minute here: conv5x5-16 and conv5x5-32
     # (a quarter of the cnn preset's arithmetic in the second convolution), dense 128, no dropout (5 epochs
     # are too few to overfit), Adam at 2e-3 on a cosine schedule. 99.12 to 99.30 % test for seeds 0 to 4 in
-    # 25 to 28 s of training (benchmarks/README.md, fast99.py).
+    # 25 to 29 s of training (benchmarks/README.md, fast99.py).
     "cnn-fast": {"architecture": "cnn", "channels": (16, 32), "hidden": (128,), "label_smoothing": 0.1,
                  "optimizer": "adam", "lr": 2e-3, "epochs": 5, "threads": 2},
     # The seed's 784-10-10 network and initialisation, trained the modern way: Adam on mini-batches. The
