@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every epoch. Writes DIR/results.csv, DIR/results.json, DIR/trials.png and DIR/best.npz.",
     )
     sweep.add_argument("space", metavar="SPACE.toml", help="the search space: fixed values, grid, choice, "
-                       "uniform, loguniform (docs/scale.md)")
+                       "uniform, loguniform, and whole recipes (docs/scale.md)")
     sweep.add_argument("--out", metavar="DIR", required=True, help="folder for the results, made if missing")
     sweep.add_argument("--address", metavar="ADDR", help="an existing Ray cluster: auto, or ray://host:port "
                        "(default: start Ray on this machine)")

@@ -25,7 +25,17 @@ dies restarts from its last epoch and ends with the weights an uninterrupted tri
     batch_size = { choice = [64, 128] }
     dropout = { uniform = [0.0, 0.5] }
 
-Results, in the output folder: results.csv and results.json (one row per trial: its searched values, best dev
+    [recipes.wide]             # optional: whole recipes, each run once per point of [space] (a grid over them)
+    channels = [48, 64]
+    [recipes.sgd]
+    optimizer = "sgd"
+    lr = 0.05
+
+A trial's settings come from the preset (a recipe's own, else [fixed]'s), then [fixed], then its recipe, then
+its values drawn from [space]. Recipes are what a committee of different networks needs: several fields that
+change together, which a grid over single fields cannot say.
+
+Results, in the output folder: results.csv and results.json (one row per trial: its recipe and searched values, best dev
 accuracy, epochs run, seconds, how it ended), trials.png (every trial's dev accuracy per epoch, the best
 drawn bold), best.npz (the best trial's model at its last epoch, calibrated and scored on the test set, as
 `numpynn train` writes it) and ray/ (Tune's own records and checkpoints).
@@ -78,20 +88,33 @@ def read_space(path) -> tuple[dict, dict, dict]:
         raise SweepError(f"{path}: no such file") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SweepError(f"{path}: not a TOML file ({' '.join(str(error).split())})") from None
-    unknown = data.keys() - {"sweep", "fixed", "space"}
+    unknown = data.keys() - {"sweep", "fixed", "space", "recipes"}
     if unknown:
-        raise SweepError(f"{path}: unknown section [{sorted(unknown)[0]}]; a space file has [sweep], [fixed] "
-                         "and [space]")
+        raise SweepError(f"{path}: unknown section [{sorted(unknown)[0]}]; a space file has [sweep], [fixed], "
+                         "[space] and [recipes.NAME]")
+    for section, value in data.items():
+        if not isinstance(value, dict):
+            raise SweepError(f"{path}: {section} must be a section, [{section}], not a value")
     settings = {**SETTINGS, **data.get("sweep", {})}
-    fixed, space = data.get("fixed", {}), data.get("space", {})
+    fixed, space, recipes = data.get("fixed", {}), data.get("space", {}), data.get("recipes", {})
     for key, value in settings.items():
         if key not in SETTINGS:
             raise SweepError(f"{path}: [sweep] {key} is not a setting; use {', '.join(SETTINGS)}")
         if not _setting_ok(key, value):
             raise SweepError(f"{path}: [sweep] {key} = {value!r} is out of range")
-    if not space:
+    if not space and not recipes:
         raise SweepError(f"{path}: no [space] to search; add e.g. lr = {{ loguniform = [0.01, 0.3] }}")
     names = {f.name for f in fields(TrainConfig)}
+    for name, recipe in recipes.items():
+        if not isinstance(recipe, dict) or not recipe:
+            raise SweepError(f"{path}: recipes.{name} must be a table of training options: [recipes.{name}] "
+                             "then lines such as lr = 0.05")
+        for key in recipe:
+            if key not in names:
+                raise SweepError(f"{path}: [recipes.{name}] {key} is not a training option (see `numpynn train "
+                                 "--help`)")
+            if key in space:
+                raise SweepError(f"{path}: {key} is both in [recipes.{name}] and in [space]; keep one")
     for name, domain in space.items():
         if name not in names:
             raise SweepError(f"{path}: [space] {name} is not a training option (see `numpynn train --help`)")
@@ -108,17 +131,24 @@ def read_space(path) -> tuple[dict, dict, dict]:
                     and values[0] < values[1] and (kind == "uniform" or values[0] > 0)):
                 raise SweepError(f"{path}: [space] {name}: {kind} needs [low, high] with low < high"
                                  f"{' and low > 0' if kind == 'loguniform' else ''}")
-    preset = fixed.get("preset", "mlp")
-    others = {k: v for k, v in fixed.items() if k != "preset"}
-    try:
-        for name, domain in space.items():  # every value a trial may get, each with the fixed ones
-            for value in next(iter(domain.values())):
-                make_config(preset, **{**others, name: value})
-    except NotAnOption as error:
-        raise SweepError(f"{path}: [fixed] {error}") from None
-    except OptionError as error:  # one line naming the field, as `numpynn train` gives it
-        raise SweepError(f"{path}: {error}") from None
-    return settings, fixed, space
+    for label, recipe in [(f"[recipes.{name}]", recipe) for name, recipe in recipes.items()] or [("", {})]:
+        try:
+            trial_config(fixed, recipe, {})
+            for name, domain in space.items():  # every value a trial may get, with the fixed ones and the recipe
+                for value in next(iter(domain.values())):
+                    trial_config(fixed, recipe, {name: value})
+        except NotAnOption as error:
+            raise SweepError(f"{path}: [fixed] {error}") from None
+        except OptionError as error:  # one line naming the field, as `numpynn train` gives it
+            raise SweepError(f"{path}: {label + ' ' if label else ''}{error}") from None
+    return settings, fixed, space, recipes
+
+
+def trial_config(fixed: dict, recipe: dict, params: dict) -> TrainConfig:
+    """One trial's TrainConfig: the preset (the recipe's own, else [fixed]'s), then [fixed], then the recipe,
+    then the trial's values from [space]. OptionError names a field that is wrong."""
+    options = {**fixed, **recipe, **params}
+    return make_config(options.pop("preset", "mlp"), **options)
 
 
 def _setting_ok(key: str, value) -> bool:
@@ -133,13 +163,14 @@ def _setting_ok(key: str, value) -> bool:
     return number and isinstance(value, int) and value >= least
 
 
-def tune_space(space: dict) -> dict:
-    """The space file's domains as Ray Tune's."""
+def tune_space(space: dict, recipes: dict) -> dict:
+    """The space file's domains as Ray Tune's; the recipes, by name, as one more grid."""
     from ray import tune
 
     make = {"grid": tune.grid_search, "choice": tune.choice,
             "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v)}
-    return {name: make[kind](values) for name, domain in space.items() for kind, values in domain.items()}
+    domains = {name: make[kind](values) for name, domain in space.items() for kind, values in domain.items()}
+    return {"recipe": tune.grid_search(list(recipes)), **domains} if recipes else domains
 
 
 # One trial, on a worker ----------------------------------------------------------------------------------------
@@ -151,17 +182,17 @@ def _report(metrics: dict, checkpoint) -> None:
     tune.report(metrics, checkpoint=checkpoint)
 
 
-def trial(params: dict, *, fixed: dict, data, dataset: str) -> None:
-    """One trial: the config of `fixed` and `params`, trained by fit; after every epoch its History row goes
-    to Tune with the whole Run as numpynn's checkpoint. Resumes from Tune's checkpoint when it has one."""
+def trial(params: dict, *, fixed: dict, data, dataset: str, recipes: dict | None = None) -> None:
+    """One trial: the config of `fixed`, its recipe (params["recipe"] names it) and `params`, trained by fit;
+    after every epoch its History row goes to Tune with the whole Run as numpynn's checkpoint. Resumes from
+    Tune's checkpoint when it has one."""
     from ray import tune
 
     from . import serialize
     from .data import load_mnist
     from .train import Run, fit
 
-    others = {k: v for k, v in fixed.items() if k != "preset"}
-    config = make_config(fixed.get("preset", "mlp"), **others, **params)
+    config = _config_of(params, fixed, recipes or {})
     splits = load_mnist(dataset, data, dev_size=config.dev_size, seed=config.seed, progress=False)
     saved = tune.get_checkpoint()
     if saved is None:
@@ -178,6 +209,12 @@ def trial(params: dict, *, fixed: dict, data, dataset: str) -> None:
             _report(metrics, tune.Checkpoint.from_directory(folder))
 
     fit(run, splits, on_epoch=on_epoch, diagnose=False)
+
+
+def _config_of(params: dict, fixed: dict, recipes: dict) -> TrainConfig:
+    """The TrainConfig of a trial that Tune gave `params` (the recipe's name among them)."""
+    drawn = {k: v for k, v in params.items() if k != "recipe"}
+    return trial_config(fixed, recipes.get(params.get("recipe"), {}), drawn)
 
 
 # The sweep, on the driver ------------------------------------------------------------------------------------
@@ -224,7 +261,7 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
     `out` holds (stopped by Ctrl-C or a crash), each unfinished trial from its last checkpoint. trainable: a
     stand-in for `trial` with its signature (tests use it to kill a worker)."""
     say = log or (lambda line: None)
-    settings, fixed, space = read_space(space_file)
+    settings, fixed, space, recipes = read_space(space_file)
     out = pathlib.Path(out).resolve()
     if resume and not (out / "ray" / "sweep" / "tuner.pkl").exists():
         raise SweepError(f"--resume: {out} holds no sweep to continue; run it without --resume first")
@@ -234,25 +271,26 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-        epochs = make_config(fixed.get("preset", "mlp"), **{k: v for k, v in fixed.items() if k != "preset"}).epochs
+        epochs = max(trial_config(fixed, recipe, {}).epochs for recipe in list(recipes.values()) or [{}])
         if "epochs" in space:
             epochs = max(int(v) for v in next(iter(space["epochs"].values())))
         scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=settings["grace_period"],
                                    reduction_factor=settings["reduction_factor"])
                      if settings["scheduler"] == "asha" else FIFOScheduler())
-        job = tune.with_parameters(trainable or trial, fixed=fixed, data=_absolute(data), dataset=dataset)
+        job = tune.with_parameters(trainable or trial, fixed=fixed, recipes=recipes, data=_absolute(data),
+                                   dataset=dataset)
         if resume:  # Tune's own record of the sweep: the space, the trials and their last checkpoints
             tuner = tune.Tuner.restore(str(out / "ray" / "sweep"), tune.with_resources(job, {"cpu": 1}),
                                        resume_unfinished=True, resume_errored=True)
         else:
-            tuner = _new_tuner(tune, job, space, settings, scheduler, workers, address, out)
+            tuner = _new_tuner(tune, job, tune_space(space, recipes), settings, scheduler, workers, address, out)
         # Tune warns when numpynn's per-epoch checkpoints come faster than every 5 s (tiny data): expected here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter honours verbose=0: no tables
         started = time.perf_counter()
         results = tuner.fit()
         seconds = time.perf_counter() - started
-        rows, curves = _rows(results, list(space), epochs)
+        rows, curves = _rows(results, ["recipe"] * bool(recipes) + list(space), fixed, recipes)
         ok = [row for row in rows if row["best_dev_accuracy"] is not None]
         if not ok:
             raise SweepError(f"no trial finished an epoch; the first error: {rows[0]['error'] if rows else 'none'}")
@@ -272,12 +310,12 @@ def run_sweep(space_file, out, *, address=None, workers=None, data=None, dataset
     return {"trials": rows, "best": best, "best_test_accuracy": best_test, "seconds": seconds}
 
 
-def _new_tuner(tune, job, space, settings, scheduler, workers, address, out):
+def _new_tuner(tune, job, param_space, settings, scheduler, workers, address, out):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return tune.Tuner(
         tune.with_resources(job, {"cpu": 1}),
-        param_space=tune_space(space),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric="dev_accuracy", mode="max", scheduler=scheduler, num_samples=settings["num_samples"],
             search_alg=BasicVariantGenerator(random_state=settings["seed"],  # at most `workers` at once
@@ -293,7 +331,7 @@ def _absolute(data):
     return str(pathlib.Path(data).resolve()) if data else None  # workers do not share the driver's folder
 
 
-def _rows(results, searched: list[str], epochs: int) -> tuple[list[dict], dict]:
+def _rows(results, searched: list[str], fixed: dict, recipes: dict) -> tuple[list[dict], dict]:
     """One row per trial, and each trial's dev accuracy per epoch."""
     rows, curves = [], {}
     for index, result in enumerate(results):
@@ -308,8 +346,8 @@ def _rows(results, searched: list[str], epochs: int) -> tuple[list[dict], dict]:
             "best_dev_accuracy": max(accuracies) if accuracies else None,
             "epochs": len(accuracies),
             "seconds": float(result.metrics.get("time_total_s", 0.0)) if result.metrics else 0.0,
-            "ended": ("failed" if result.error else "completed" if len(accuracies) >= int(
-                result.config.get("epochs", epochs)) else "stopped early"),
+            "ended": ("failed" if result.error else "completed" if len(accuracies) >=
+                      _config_of(result.config, fixed, recipes).epochs else "stopped early"),
             "error": " ".join(str(result.error).split())[:300] if result.error else "",
         })
     return rows, curves

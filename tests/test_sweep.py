@@ -34,7 +34,8 @@ def test_a_space_file_is_read_into_settings_fixed_values_and_domains(tmp_path):
     path = space_file(tmp_path, 'lr = { loguniform = [0.01, 0.3] }\nhidden = { grid = [[8], [16]] }\n'
                       'dropout = { uniform = [0.0, 0.5] }\nbatch_size = { choice = [8, 16] }', settings="num_samples = 3",
                       fixed={"epochs": 2})
-    settings, fixed, space = read_space(path)
+    settings, fixed, space, recipes = read_space(path)
+    assert recipes == {}
     assert settings["num_samples"] == 3 and settings["scheduler"] == "asha" and fixed["epochs"] == 2
     assert space["hidden"] == {"grid": [[8], [16]]}
     with pytest.raises(SweepError, match="both in"):
@@ -53,6 +54,13 @@ def test_a_space_file_is_read_into_settings_fixed_values_and_domains(tmp_path):
     ("lr = { choice = [0.1] }", "workers = 2", "workers is not a setting"),
     ("", "", "no [space]"),
     ("lr = {", "", "not a TOML file"),
+    ("[recipes.wide]\nlr2 = 0.1", "", "[recipes.wide] lr2 is not a training option"),
+    ("lr = { choice = [0.1] }\n[recipes.wide]\nlr = 0.2", "", "lr is both in [recipes.wide] and in [space]"),
+    ("[recipes.wide]\noptimizer = 'rmsprop'", "", "[recipes.wide] optimizer"),
+    ("[recipes.wide]\npreset = 'huge'", "", "[recipes.wide] preset"),
+    ("[recipes.wide]\nhidden = [0]", "", "[recipes.wide] hidden"),
+    ("[recipes]\nwide = 1", "", "recipes.wide must be a table of training options"),
+    ("[recipes.wide]", "", "recipes.wide must be a table of training options"),
 ])
 def test_a_bad_space_file_is_one_line_before_ray_starts(tmp_path, capsys, space, settings, message):
     path = space_file(tmp_path, space, settings=settings)
@@ -60,6 +68,26 @@ def test_a_bad_space_file_is_one_line_before_ray_starts(tmp_path, capsys, space,
         read_space(path)
     code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out")
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_recipes_change_several_fields_together_on_top_of_fixed(tmp_path):
+    path = space_file(tmp_path, "seed = { grid = [1, 2] }\n[recipes.fast]\npreset = 'cnn-fast'\nepochs = 3\n"
+                      "[recipes.sgd]\noptimizer = 'sgd'\nlr = 0.05", fixed={"preset": "cnn", "epochs": 2})
+    settings, fixed, space, recipes = read_space(path)
+    assert list(recipes) == ["fast", "sgd"]
+    fast = sweep.trial_config(fixed, recipes["fast"], {"seed": 2})  # the recipe's preset, then [fixed], then itself
+    assert (fast.channels, fast.epochs, fast.seed, fast.optimizer) == ((16, 32), 3, 2, "adam")
+    sgd = sweep.trial_config(fixed, recipes["sgd"], {"seed": 1})    # [fixed]'s preset under the recipe
+    assert (sgd.channels, sgd.epochs, sgd.optimizer, sgd.lr) == ((32, 64), 2, "sgd", 0.05)
+    # recipes alone (no [space]) are a search too
+    assert read_space(space_file(tmp_path, "[recipes.a]\nlr = 0.1\n[recipes.b]\nlr = 0.2"))[3]["b"] == {"lr": 0.2}
+
+
+def test_a_section_given_as_a_value_is_one_line(tmp_path, capsys):
+    path = tmp_path / "space.toml"
+    path.write_text("space = 1\n")
+    code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out")
+    assert code == 1 and "space must be a section, [space], not a value" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_missing_space_file_and_a_fixed_typo_are_one_line(tmp_path, capsys):
@@ -148,6 +176,22 @@ def test_a_committee_sweep_saves_every_member_for_numpynn_ensemble(local_ray, ti
     assert len(members) == 2 and all("test_accuracy" in row for row in result["trials"])
     code, stdout, err = run(capsys, "ensemble", *members, "--out", tmp_path / "committee.npz", "--data", tiny)
     assert code == 0 and "Ensemble of 2" in stdout, err
+
+
+@ray_test
+def test_a_sweep_over_recipes_runs_each_recipe_and_names_it_in_the_table(local_ray, tiny, tmp_path):
+    path = space_file(tmp_path, "[recipes.narrow]\nhidden = [8]\n[recipes.wide]\nhidden = [32]\nepochs = 1",
+                      settings='scheduler = "none"\nsave_all = true')
+    out = tmp_path / "out"
+    result = sweep.run_sweep(path, out, data=tiny)
+    rows = {row["recipe"]: row for row in result["trials"]}
+    assert set(rows) == {"narrow", "wide"}
+    assert (rows["narrow"]["epochs"], rows["wide"]["epochs"]) == (2, 1)  # each recipe's own epochs
+    assert all(row["ended"] == "completed" for row in rows.values())
+    for name, width in (("narrow", 8), ("wide", 32)):
+        _, header = serialize.load_model(out / "models" / f"{rows[name]['trial']}.npz")
+        assert header["config"]["hidden"] == [width]
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("trial,recipe,best_dev_accuracy")
 
 
 @ray_test
