@@ -279,3 +279,13 @@ def test_a_sweep_runs_on_a_cluster_address(tiny, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head and the processes it started, and only those
         head.wait(timeout=60)
+
+
+@pytest.mark.parametrize("name", ["sweep.toml", "committee.toml"])
+def test_the_example_space_files_are_valid(name):
+    settings, fixed, space, recipes = read_space(REPO / "examples" / name)
+    for recipe in list(recipes.values()) or [{}]:
+        sweep.trial_config(fixed, recipe, {})
+    if name == "committee.toml":  # 11 recipes x 3 seeds, each run to its end and saved
+        assert len(recipes) * len(space["seed"]["grid"]) == 33
+        assert settings["scheduler"] == "none" and settings["save_all"] is True
