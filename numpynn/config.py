@@ -4,7 +4,7 @@ One frozen dataclass holds every training option with its default and help text;
 per field from it, the estimator one parameter per field. A preset names only the fields it changes. From a
 config come the model (build_model), the optimizer (build_optimizer) and the augmentation (augmenter).
 
-What it leaves out: the loop, checkpoints and Ctrl-C (train.py), flags and printing (cli.py), the math.
+What it leaves out: the loop, checkpoints and Ctrl-C (train.py), flags and printing (cli.py, commands/), the math.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ finite; write a checkpoint after every epoch, from which `fit` can resume bit fo
 current batch. `train_and_save` is the workflow `numpynn train` and the web page's Learn tab share: fit, score
 the test set, write the model file.
 
-What it leaves out: the options and what they build (config.py), parsing flags and printing progress (cli.py),
+What it leaves out: the options and what they build (config.py), parsing flags and printing progress (cli.py, commands/train.py),
 the file format (serialize.py), the math (layers, losses, optim, model). Paths arrive as arguments.
 """
 from __future__ import annotations

@@ -244,7 +244,8 @@ def test_train_help_shows_what_runs_without_a_preset_and_what_each_preset_change
 
 def test_adamw_alone_decays_by_its_own_default_and_the_help_says_so(capsys, monkeypatch):
     """Defaults < preset < --config < flags, and a weight decay none of them gives is the optimizer's own."""
-    from numpynn.cli import _train_config, build_parser
+    from numpynn.cli import build_parser
+    from numpynn.commands.train import train_config
 
     monkeypatch.setenv("COLUMNS", "300")  # one help line per flag
     out = run(capsys, "train", "--help")[1]
@@ -252,7 +253,7 @@ def test_adamw_alone_decays_by_its_own_default_and_the_help_says_so(capsys, monk
     assert "0.01 for adamw" in line and "(default: unset)" in line
     for argv, decay in [(["--optimizer", "adamw"], 0.01), (["--optimizer", "adamw", "--weight-decay", "0"], 0.0),
                         (["--preset", "cnn", "--optimizer", "adamw"], 0.01), ([], 0.0), (["--optimizer", "adam"], 0.0)]:
-        assert _train_config(build_parser().parse_args(["train", *argv])).weight_decay == decay, argv
+        assert train_config(build_parser().parse_args(["train", *argv])).weight_decay == decay, argv
 
 
 def test_a_closed_pipe_ends_the_command_quietly(trained):

@@ -20,7 +20,7 @@ from .conftest import REPO
 
 pytestmark = [pytest.mark.wheel, pytest.mark.mnist]
 INSIDE = [f"numpynn/models/{BUILTIN}.npz", "numpynn/web/static/index.html", "numpynn/web/static/app.js",
-          "numpynn/web/static/style.css"]
+          "numpynn/web/static/style.css", "numpynn/commands/train.py"]
 
 
 def run(*argv, **kwargs):

@@ -1,0 +1,116 @@
+"""Beyond one run: numpynn ensemble (numpynn/ensemble.py) and numpynn sweep (numpynn/sweep.py, on Ray Tune)."""
+from __future__ import annotations
+
+from ..checks import OptionError
+from .common import CommandError, UsageError, load_model_file, output_folder
+
+MIN_CALIBRATION = 100  # images no member trained on, the fewest numpynn ensemble fits a temperature on
+
+
+def cmd_ensemble(args) -> int:
+    """Load each member (each must be a model file of the same dataset), average them, score the test set, save."""
+    import pathlib
+
+    from ..data import load_raw
+    from ..ensemble import Ensemble
+    from ..serialize import ModelFileError, save_ensemble
+    from ..train import calibrate_and_choose_rule, calibration_error, evaluate
+
+    out = pathlib.Path(args.out)
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: model files end in .npz; choose a name like ensemble.npz")
+    if len(args.models) < 2:
+        raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
+    output_folder(out.parent, "--out", may_create=False, value=out)
+    members, about, datasets, headers = [], [], set(), []
+    for path in args.models:
+        model, header = load_model_file(path)
+        if header.get("kind") != "model":
+            raise CommandError(f"{path}: a checkpoint, not a model file (use the model .npz it belongs to)")
+        if "members" in header:
+            raise CommandError(f"{path}: already an ensemble; list its member files instead")
+        datasets.add(header.get("dataset", {}).get("name", args.dataset))
+        members.append(model)
+        headers.append(header)
+        about.append({"file": pathlib.Path(path).name,
+                      "metrics": {k: v for k, v in header.get("metrics", {}).items() if k.startswith("test_")}})
+    if len(datasets) > 1:
+        raise CommandError(f"the members were trained on different datasets ({', '.join(sorted(datasets))}); "
+                           "an ensemble's members must read the same kind of images")
+    try:
+        ensemble = Ensemble(members)
+    except OptionError as error:
+        raise CommandError(str(error)) from None
+    dataset = datasets.pop()
+    x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
+    X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
+    extra, fitted = {}, {}
+    unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
+    note = (f"not calibrated as a whole: {len(unseen)} images are in every member's dev set, fewer than the "
+            f"{MIN_CALIBRATION} needed")
+    if len(unseen) >= MIN_CALIBRATION:
+        X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
+        fitted, extra["not_sure"] = calibrate_and_choose_rule(ensemble, X_unseen, y_train[unseen].astype("int64"),
+                                                              X, y)
+        note = (f"temperature {ensemble.temperature:.3f}, fitted on the {len(unseen):,} training images no member "
+                f"trained on (test ECE {100 * fitted['test_ece_uncalibrated']:.2f}% at temperature 1)")
+    test_loss, test_accuracy = evaluate(ensemble, X, y)
+    test_ece = fitted["test_ece"] if fitted else calibration_error(ensemble, X, y)
+    metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": test_ece,
+               "members": len(members), "calibration_images": len(unseen)}
+    from .. import __version__
+
+    header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics, **extra,
+              "preprocessing": {"input": "28x28 greyscale, white ink on black", "flatten": 784, "scale": "pixel / 255"}}
+    try:
+        save_ensemble(out, ensemble, about, header)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from None
+    for path, model in zip(args.models, members):
+        print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
+    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
+          f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
+    print(f"Model: {out}")
+    return 0
+
+
+def _unseen_by_all(headers: list[dict], n_train: int):
+    """Indices of the training images in every member's dev set, from each header's dev_size and split_seed
+    (data.in_every_dev_set): images no member trained on. Empty if a header does not say its split."""
+    import numpy as np
+
+    from ..data import in_every_dev_set
+
+    splits = []
+    for header in headers:
+        split = header.get("dataset", {})
+        size, seed = split.get("dev_size"), split.get("split_seed")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, seed)):
+            return np.zeros(0, np.int64)
+        splits.append((size, seed))
+    return in_every_dev_set(splits, n_train)
+
+
+def cmd_sweep(args) -> int:
+    """numpynn sweep: the search itself is numpynn/sweep.py; this reads the flags and prints the outcome."""
+    import pathlib
+
+    from ..sweep import SweepError, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: use 1 or more")
+    out = pathlib.Path(args.out)
+    output_folder(out, "--out")
+    try:
+        result = run_sweep(args.space, out, address=args.address, workers=args.workers, data=args.data,
+                           dataset=args.dataset, resume=args.resume)
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+    except OptionError as error:
+        raise CommandError(f"{args.space}: {error}") from None
+    best = result["best"]
+    print(f"{len(result['trials'])} trials in {result['seconds']:.0f} s; best dev accuracy "
+          f"{100 * best['best_dev_accuracy']:.2f}% (trial {best['trial']}, {best['epochs']} epochs)")
+    print(f"Results: {out / 'results.csv'}, {out / 'results.json'}, {out / 'trials.png'}; best model: "
+          f"{out / 'best.npz'} (test accuracy {100 * result['best_test_accuracy']:.2f}%)")
+    return 0
