@@ -250,7 +250,8 @@ def save_onnx(proto, path):
 
 def compare_with_onnxruntime(proto, model, X) -> dict | None:
     """Run the ONNX model in onnxruntime and the numpynn model on X (N, D) float32: the max |difference| of
-    the logits and of the probabilities, and onnxruntime's version. None if onnxruntime is not installed."""
+    the logits and of the probabilities, numpynn's largest |logit| (the scale the logits' rounding follows),
+    and onnxruntime's version. None if onnxruntime is not installed."""
     try:
         import onnxruntime
     except ImportError:
@@ -259,7 +260,7 @@ def compare_with_onnxruntime(proto, model, X) -> dict | None:
     logits, probabilities = session.run([LOGITS, PROBABILITIES], {INPUT: X})
     Z = model.forward(X, train=False)  # (N, K)
     return {"logits": float(np.abs(logits - Z).max()), "probabilities": float(np.abs(probabilities - model.probabilities(Z)).max()),
-            "onnxruntime": onnxruntime.__version__}
+            "largest_logit": float(np.abs(Z).max()), "onnxruntime": onnxruntime.__version__}
 
 
 def check_batch(D: int = 784, n: int = 256) -> np.ndarray:

@@ -128,15 +128,9 @@ class Sequential(Classifier):
                 layer.rng.bit_generator.state = state[f"{i}.rng"]
 
     def _check_generator_state(self, name: str, value) -> None:
-        """A ValueError unless `value` is a state that layer name's generator takes (tried on a fresh one)."""
+        """A ValueError unless `value` is a state that layer name's generator takes (check_generator_state)."""
         layer = self.layers[int(name.split(".")[0])]
-        try:
-            if not isinstance(value, dict):
-                raise TypeError(f"a {type(value).__name__}")
-            type(layer.rng.bit_generator)().state = value
-        except (TypeError, ValueError, KeyError) as error:
-            raise ValueError(f"state entry {name!r} is not a generator state, the dict "
-                             f"rng.bit_generator.state gives ({error})") from None
+        check_generator_state(f"state entry {name!r}", value, type(layer.rng.bit_generator))
 
     def state_shapes(self) -> dict[str, tuple]:
         """The names of state_dict() with their shapes, without copying anything."""
@@ -194,6 +188,23 @@ class Sequential(Classifier):
         """Z = forward(X, train=False), batch by batch (see outputs_in_batches).  (N, K)"""
         return self.outputs_in_batches(X, [-1], batch_size)[len(self.layers) - 1]
 
+
+
+def check_generator_state(what: str, value, bit_generator=np.random.PCG64) -> None:
+    """A ValueError naming `what` unless `value` is a state that a generator of this kind (default_rng's PCG64
+    unless told) takes exactly as written: tried on a fresh one, which must then give the same dict back. So a
+    number too large for its 128-bit fields (OverflowError in NumPy), a negative one, a fraction it would round,
+    or a key it would ignore is refused here, before any generator is changed."""
+    try:
+        if not isinstance(value, dict):
+            raise TypeError(f"a {type(value).__name__}")
+        fresh = bit_generator()
+        fresh.state = value
+        if fresh.state != value:  # e.g. 1.5 read as 1, or an extra key dropped
+            raise ValueError("it does not read back as written")
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise ValueError(f"{what} is not a generator state, the dict rng.bit_generator.state gives "
+                         f"({str(error)[:100]})") from None
 
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}

@@ -38,7 +38,8 @@ in this order, each failure one line of ModelFileError naming the file:
 Memory is thus bounded by what the architecture needs (itself bounded by MAX_PARAMETERS) and by what the file
 really holds: about the arrays' size, once, plus a 1 MB read buffer.
 
-`load_model` and `load_checkpoint` then build the network and run one zero image through it in inference
+`load_model` and `load_checkpoint` then check each Dropout generator's state (one NumPy's generator takes exactly
+as written: model.check_generator_state), build the network and run one zero image through it in inference
 mode: it must map 784 pixels (the datasets of numpynn.data) to 10 finite logits through a last Dense layer,
 and its convolutions must stay under MAX_ACTIVATIONS values per image. So every interface (CLI, web page,
 train --resume) gets a network it can use, or one line saying why not.
@@ -330,11 +331,24 @@ def load_model(path):
 def save_ensemble(path, ensemble, members: list[dict], header: dict) -> pathlib.Path:
     """An ensemble file: member m's arrays under member<m>/model/, and a header whose "members" list gives each
     member's architecture and temperature, with `members[m]`'s entries (its file name, its metrics)."""
+    check_ensemble_size(path, len(ensemble.members), ensemble.n_params())  # never write what load refuses
     arrays, described = {}, []
     for m, (model, about) in enumerate(zip(ensemble.members, members)):
         arrays |= join(f"member{m}/model", model.state_dict())
         described.append({**about, "architecture": model.spec(), "temperature": model.temperature})
     return save(path, arrays, {"kind": "model", **header, "temperature": ensemble.temperature, "members": described})
+
+
+def check_ensemble_size(where, members: int, parameters: int) -> None:
+    """ModelFileError naming `where` unless an ensemble of `members` models with `parameters` parameters in all
+    fits one ensemble file: at most MAX_ENSEMBLE members and MAX_PARAMETERS parameters, the limits that
+    reading one checks. `numpynn ensemble` asks before it loads or scores anything; save_ensemble again."""
+    if members > MAX_ENSEMBLE:
+        raise ModelFileError(f"{where}: an ensemble of {members} models; an ensemble file holds at most "
+                             f"{MAX_ENSEMBLE} (numpynn's limit): choose {MAX_ENSEMBLE} or fewer")
+    if parameters > MAX_PARAMETERS:
+        raise ModelFileError(f"{where}: the members have {parameters:,} parameters together, more than numpynn's "
+                             f"limit of {MAX_PARAMETERS:,} for one file: choose fewer or smaller models")
 
 
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -350,8 +364,13 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
 
 def _build(path, header, state):
     """The network of the header with the file's weights, checked on one zero image."""
-    from .model import Sequential  # the file format does not need the math until a model is built
+    from .model import Sequential, check_generator_state  # the format needs no math until a model is built
 
+    for name in [name for name in state if name.endswith(".rng")]:  # Dropout's, from default_rng: PCG64
+        try:
+            check_generator_state(f"the Dropout state {name!r}", state[name])
+        except ValueError as error:
+            raise ModelFileError(f"{path}: {error}; the file is damaged: retrain, or use an earlier file") from None
     try:
         model = Sequential.from_spec(header["architecture"], state=state)  # the file's weights, none drawn
     except (KeyError, TypeError, ValueError) as error:  # an option a layer refuses, e.g. p = 2 for Dropout
@@ -505,5 +524,16 @@ def _short(value) -> str:
 
 
 def _one_line(error) -> str:
-    text = str(error).replace("\n", " ")
+    text = printable(error)  # an error may quote the file's text (an unexpected keyword, say)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def printable(value) -> str:
+    """str(value), safe to print on a terminal: every character that is not printable (control characters such
+    as ESC or a newline, format characters such as a right-to-left override) is written as its escape, \\x1b,
+    \\n or \\u202e. Text read from a file (a header's version, metrics or config) goes through this before it is
+    printed, so a file cannot move the cursor, clear the screen or fake a line of output."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -28,7 +28,7 @@ from . import abstain, analysis, diagnostics, serialize
 from .calibrate import calibrate
 from .checks import require
 from .losses import softmax_cross_entropy
-from .model import Sequential
+from .model import Sequential, check_generator_state
 from .parallel import DataParallel
 from .optim import clip_grad_norm, make_schedule
 # The configuration's names, also importable from here, as they were before config.py held them.
@@ -135,7 +135,8 @@ class Run:
     def resume(cls, arrays: dict, header: dict, epochs: int | None = None, source: str = "checkpoint") -> "Run":
         """Rebuild a Run from a checkpoint's arrays and header (serialize.load_checkpoint checks the file and
         its arrays); `epochs` may extend the run. A config or trainer state that does not fit raises
-        serialize.ModelFileError naming `source`."""
+        serialize.ModelFileError naming `source` and the part that does not fit."""
+        part = "config"
         try:
             config = config_from_json(header["config"])
             if epochs is not None:
@@ -144,10 +145,13 @@ class Run:
                                          state=serialize.split(arrays, "model"))
             optimizer = build_optimizer(config)
             optimizer.load_state_dict(serialize.split(arrays, "optimizer"))
+            part = "training state"
             trainer = header["trainer"]
             rng, augment_rng = np.random.default_rng(), np.random.default_rng([config.seed, 3])
+            check_generator_state("its rng", trainer["rng"])
             rng.bit_generator.state = trainer["rng"]
             if "augment_rng" in trainer:  # checkpoints from before augmentation have none, and did not augment
+                check_generator_state("its augment_rng", trainer["augment_rng"])
                 augment_rng.bit_generator.state = trainer["augment_rng"]
             history = History(**trainer["history"])
             counts = (trainer["epoch"], trainer["step"])
@@ -156,18 +160,30 @@ class Run:
             if not (isinstance(history.epochs, list) and all(isinstance(row, dict) for row in history.epochs)
                     and isinstance(history.best_epoch, int) and isinstance(history.stopped, str)):
                 raise ValueError("the history is not a list of epochs, a best epoch and how it stopped")
-            best_accuracy = float(trainer["best_accuracy"])
-        except (KeyError, TypeError, ValueError, AttributeError) as error:  # what a lying header makes these raise
-            raise serialize.ModelFileError(f"{source}: the training state in the header does not fit "
-                                           f"({type(error).__name__}: {str(error)[:200]})") from None
+            best_accuracy = trainer["best_accuracy"]
+            if not (isinstance(best_accuracy, (int, float)) and not isinstance(best_accuracy, bool)
+                    and -1 <= best_accuracy <= 1):  # -1 before the first dev score; NaN fails too
+                raise ValueError(f"best_accuracy must be a number from -1 to 1, not {best_accuracy!r:.40}")
+        # What a lying header makes these raise; OverflowError: an integer too large for a float or a C field
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+            raise serialize.ModelFileError(f"{source}: the {part} in the header does not fit "
+                                           f"({type(error).__name__}: {serialize.printable(error)[:200]}); "
+                                           "the checkpoint is damaged: start the run afresh") from None
         return cls(model, optimizer, config, rng, augment_rng, epoch=trainer["epoch"], step=trainer["step"],
-                   history=history, best_state=serialize.split(arrays, "best") or None, best_accuracy=best_accuracy)
+                   history=history, best_state=serialize.split(arrays, "best") or None,
+                   best_accuracy=float(best_accuracy))
 
 
 def start_from(run: Run, model: Sequential, source: str) -> None:
     """Fine-tuning: give `run` (a fresh Run) the weights of `model`, e.g. a model file's. Weights only: the
     optimizer, the schedule and the temperature start afresh. The two networks must have the same layers and
-    shapes; otherwise ValueError, one line naming `source` and both architectures."""
+    shapes; otherwise ValueError, one line naming `source` and both architectures. An ensemble has no one
+    network to start from: ValueError too."""
+    if not isinstance(model, Sequential):
+        members = len(getattr(model, "members", []))
+        raise ValueError(f"{source}: an ensemble of {members} models, which cannot be a starting point; "
+                         "start from one of its members' model files, or another model file")
+
     def shape(m):
         return [layer.get("type") for layer in m.spec()], m.state_shapes()
 

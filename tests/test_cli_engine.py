@@ -272,3 +272,22 @@ def test_a_diverged_run_with_its_progress_bar_prints_the_error_on_a_line_of_its_
     assert code == 1
     line = [line for line in err.split("\n") if "numpynn: error:" in line][0]
     assert line.split("\r")[-1].startswith("numpynn: error: the loss became"), repr(line[-300:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# info prints the file's text with its control characters escaped
+
+def test_info_escapes_control_characters_from_the_header(tmp_path, capsys):
+    from numpynn import serialize
+    from numpynn.model import mlp
+
+    hostile = "0.1.0\x1b[2J\x1b[31mFAKE\nnumpynn: all good\x1b]0;title\x07\r\u202e\t"
+    path = serialize.save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {
+        "numpynn_version": hostile, "metrics": {"note": hostile, hostile: 1},
+        "preprocessing": {"input": hostile}, "config": {"preset": hostile}})
+    code, out, err = run(capsys, "info", path)
+    assert code == 0 and err == ""
+    assert all(line.isprintable() for line in out.splitlines()) and "\r" not in out
+    assert "0.1.0\\x1b[2J\\x1b[31mFAKE\\nnumpynn: all good\\x1b]0;title\\x07\\r\\u202e\\t" in out
+    code, out, _ = run(capsys, "info", path, "--json")  # JSON escapes them itself, and keeps the text exact
+    assert code == 0 and "\x1b" not in out and json.loads(out)["numpynn_version"] == hostile

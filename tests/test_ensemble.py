@@ -236,3 +236,59 @@ def test_the_ensemble_is_calibrated_on_the_images_no_member_trained_on(tmp_path,
     model.temperature, P1 = 1.0, model.predict_proba(X)
     model.temperature = header["temperature"]
     assert (model.predict_proba(X).argmax(axis=1) == P1.argmax(axis=1)).all()  # the answers never change
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What an ensemble file can hold is checked before anything is written; an ensemble is no starting point
+
+def test_too_many_members_are_refused_before_any_is_loaded(tmp_path, tiny_mnist, capsys):
+    model = save_model(tmp_path / "m.npz", mlp([784, 8, 10]), {})
+    for n in (serialize.MAX_ENSEMBLE + 1, 1000):
+        code, out, err = run(capsys, "ensemble", *[model] * n, "--out", tmp_path / "e.npz", "--data", tiny_mnist)
+        assert code == 2 and f"at most {serialize.MAX_ENSEMBLE}" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_members_with_too_many_parameters_together_are_refused(two_models, tmp_path, tiny_mnist, capsys,
+                                                               monkeypatch):
+    monkeypatch.setattr(serialize, "MAX_PARAMETERS", 20_000)  # each member has 12,730: two do not fit
+    code, out, err = run(capsys, "ensemble", *two_models, "--out", tmp_path / "e.npz", "--data", tiny_mnist)
+    assert code == 1 and "25,460 parameters together" in err and "20,000" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "e.npz").exists() and out == ""
+
+
+def test_save_ensemble_refuses_what_load_would_refuse(tmp_path, monkeypatch):
+    ensemble = Ensemble(members(tmp_path) + [mlp([784, 8, 10])])
+    monkeypatch.setattr(serialize, "MAX_ENSEMBLE", 2)
+    with pytest.raises(ModelFileError, match="an ensemble of 3 models; an ensemble file holds at most 2"):
+        save_ensemble(tmp_path / "e.npz", ensemble, [{}, {}, {}], {})
+    monkeypatch.setattr(serialize, "MAX_ENSEMBLE", 100)
+    monkeypatch.setattr(serialize, "MAX_PARAMETERS", 100)
+    with pytest.raises(ModelFileError, match="parameters together"):
+        save_ensemble(tmp_path / "e.npz", ensemble, [{}, {}, {}], {})
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_may_not_be_one_of_the_members_by_any_name(two_models, tmp_path, tiny_mnist, capsys):
+    a, b = two_models
+    before = a.read_bytes(), b.read_bytes()
+    (tmp_path / "link.npz").symlink_to(a)
+    (tmp_path / "sub").mkdir()
+    for out in (a, b, tmp_path / "link.npz", tmp_path / "sub" / ".." / b.name):
+        code, _, err = run(capsys, "ensemble", a, b, "--out", out, "--data", tiny_mnist)
+        assert code == 2 and "one of the members" in err and err.count("\n") == 1, err
+    assert (a.read_bytes(), b.read_bytes()) == before
+    code, _, err = run(capsys, "ensemble", tmp_path / "link.npz", b, "--out", a, "--data", tiny_mnist)
+    assert code == 2 and "one of the members" in err
+
+
+def test_an_ensemble_cannot_be_a_starting_point(two_models, tmp_path, tiny_mnist, capsys):
+    from numpynn.train import Run, make_config, start_from
+
+    out = tmp_path / "e.npz"
+    assert run(capsys, "ensemble", *two_models, "--out", out, "--data", tiny_mnist)[0] == 0
+    code, _, err = run(capsys, "train", "--data", tiny_mnist, *FAST, "--init-from", out, "--out", tmp_path / "t.npz")
+    assert code == 1 and "an ensemble of 2 models, which cannot be a starting point" in err, err
+    assert err.count("\n") == 1 and "unexpected" not in err and not (tmp_path / "t.npz").exists()
+    with pytest.raises(ValueError, match="init_from e: an ensemble"):
+        start_from(Run.start(make_config("mlp", hidden=(16,))), load_model(out)[0], "init_from e")

@@ -287,6 +287,18 @@ def test_export_refuses_a_model_it_cannot_export_and_writes_nothing(tmp_path, ca
 
 def test_export_writes_nothing_when_onnxruntime_disagrees(model_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(export, "compare_with_onnxruntime",
-                        lambda proto, model, X: {"logits": 0.5, "probabilities": 0.1, "onnxruntime": "9.9"})
+                        lambda proto, model, X: {"logits": 0.5, "probabilities": 0.1, "largest_logit": 20.0,
+                                                 "onnxruntime": "9.9"})
     err = one_line_error(*run_cli(capsys, "export", model_file, "--out", tmp_path / "m.onnx"), 1)
     assert "disagrees with numpynn by up to 0.5" in err and not list(tmp_path.iterdir())
+
+
+def test_export_compares_the_logits_relative_to_their_size(tmp_path, capsys):
+    """Huge but finite weights give logits of ~1e30, where float32 rounding in another order differs by ~1e24:
+    that is agreement, and the file is written; a difference of 0.5 in logits of 20 is not."""
+    model = mlp([784, 16, 10], rng=np.random.default_rng(0))
+    model.layers[0].params["W"] *= 1e30
+    path = serialize.save_model(tmp_path / "big.npz", model, {})
+    code, stdout, stderr = run_cli(capsys, "export", path, "--out", tmp_path / "big.onnx")
+    assert code == 0 and (tmp_path / "big.onnx").exists(), stderr
+    assert "the largest |logit| is" in stdout

@@ -490,3 +490,92 @@ def test_weights_that_overflow_on_a_bright_image_are_refused(tmp_path):
     path = save_model(tmp_path / "overflow.npz", model, {})
     with pytest.raises(ModelFileError, match="NaN or infinite scores.*overflow"):
         load_model(path)
+
+
+# Generator states a file may lie about ----------------------------------------------------------------------
+
+def generator_states() -> dict:
+    """Dropout generator states (the JSON text of model/<i>.rng) that NumPy's PCG64 cannot take as written:
+    numbers too large for its 128-bit or 64-bit fields (NumPy raises OverflowError), negative, fractional, of the
+    wrong type, an unknown key it would drop, or another kind of generator."""
+    state = np.random.default_rng(0).bit_generator.state
+    return {
+        "huge state": {**state, "state": {"state": 10**100, "inc": 1}},
+        "huge inc": {**state, "state": {"state": 1, "inc": 2**128}},
+        "negative": {**state, "state": {"state": -1, "inc": 1}},
+        "uinteger 2**64": {**state, "uinteger": 2**64},
+        "huge float": {**state, "state": {"state": 1e300, "inc": 1}},
+        "fraction": {**state, "state": {"state": 1.5, "inc": 1}},
+        "text": {**state, "state": {"state": "5", "inc": 1}},
+        "extra key": {**state, "extra": 1},
+        "other generator": {**state, "bit_generator": "MT19937"},
+    }
+
+
+def with_generator_state(good, path, state):
+    """A copy of the `good` model file whose Dropout (layer 3) generator state is `state`."""
+    members = members_of(good)
+    text = json.dumps(state)
+    members["model/3.rng.npy"] = npy(f"<U{len(text)}", (), text.encode("utf-32-le"))
+    return write_zip(path, members)
+
+
+def test_generator_states_numpy_cannot_take_are_refused_in_one_line(tmp_path, good):
+    for name, state in generator_states().items():
+        path = with_generator_state(good, tmp_path / "bad.npz", state)
+        with pytest.raises(ModelFileError, match="the Dropout state '3.rng' is not a generator state") as error:
+            load_model(path)
+        assert "\n" not in str(error.value) and str(path) in str(error.value), name
+    # the state as saved still loads, and draws the same masks
+    model, _ = load_model(with_generator_state(good, tmp_path / "same.npz", load_model(good)[0].state_dict()["3.rng"]))
+    assert model.layers[3].rng.random() == load_model(good)[0].layers[3].rng.random()
+
+
+def test_every_command_and_the_page_refuse_a_bad_generator_state(capsys, tmp_path, good):
+    from numpynn.web.registry import Models
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "good.npz").write_bytes(good.read_bytes())
+    for i, state in enumerate(generator_states().values()):
+        path = with_generator_state(good, folder / f"bad{i}.npz", state)
+        code, out, err = run_cli(capsys, "info", path)
+        assert code == 1 and err.count("\n") == 1 and "not a generator state" in err and out == "", err
+    models = Models(folder)
+    models.refresh()  # a bad file in the models folder is skipped with its reason, as other bad files are
+    assert models.names() == ["good"] and len(models.skipped) == len(generator_states())
+    assert all("not a generator state" in skipped["reason"] for skipped in models.skipped)
+
+
+def test_hostile_checkpoint_numbers_are_refused_in_one_line(tmp_path, good_checkpoint, capsys, tiny_mnist):
+    """Integers too large for a float or a generator's field, in the trainer's state or the config."""
+    header = header_of(good_checkpoint)
+    trainer, config = header["trainer"], header["config"]
+    flaws = {
+        "rng huge": {"trainer": {**trainer, "rng": {**trainer["rng"], "state": {"state": 10**100, "inc": 1}}}},
+        "rng negative": {"trainer": {**trainer, "rng": {**trainer["rng"], "state": {"state": -1, "inc": 1}}}},
+        "augment_rng fraction": {"trainer": {**trainer, "augment_rng": {**trainer["rng"],
+                                                                          "state": {"state": 1.5, "inc": 1}}}},
+        "best_accuracy huge": {"trainer": {**trainer, "best_accuracy": 10**400}},
+        "best_accuracy text": {"trainer": {**trainer, "best_accuracy": "0.5"}},
+        "lr huge": {"config": {**config, "lr": 10**400}},
+    }
+    for name, changes in flaws.items():
+        path = with_header(good_checkpoint, tmp_path / "bad.ckpt.npz", **changes)
+        with pytest.raises(ModelFileError, match="in the header does not fit") as error:
+            Run.resume(*load_checkpoint(path), source=str(path))
+        assert "\n" not in str(error.value) and str(path) in str(error.value), name
+        code, out, err = run_cli(capsys, "train", "--data", tiny_mnist, "--resume", path, "--quiet",
+                                 "--out", tmp_path / "resumed.npz")
+        assert code == 1 and err.count("\n") == 1 and "does not fit" in err and "unexpected" not in err, (name, err)
+    assert not (tmp_path / "resumed.npz").exists()
+
+
+def test_text_quoted_from_a_file_in_an_error_is_printable(tmp_path, good):
+    """An architecture with an unknown option: the layer's TypeError quotes it; the message escapes it."""
+    header = header_of(good)
+    layers = [{**header["architecture"][0], "\x1b[2J\nfake": 1}, *header["architecture"][1:]]
+    path = with_header(good, tmp_path / "esc.npz", architecture=layers)
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value).isprintable() and "\\x1b[2J\\nfake" in str(error.value)

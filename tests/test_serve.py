@@ -690,3 +690,35 @@ def _get(url):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The models folder and training's init_from, with files that are not plain models (registry, learn)
+
+def test_init_from_an_ensemble_gets_422_and_starts_nothing(trainer_client, tmp_path):
+    from numpynn.ensemble import Ensemble
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "models"
+    folder.mkdir(exist_ok=True)
+    serialize.save_ensemble(folder / "ens.npz", Ensemble([mlp([784, 8, 10], rng=rng), mlp([784, 8, 10], rng=rng)]),
+                            [{}, {}], {"metrics": {}})
+    assert "ens" in [m["name"] for m in trainer_client.get("/api/models").json()["models"]]
+    response = trainer_client.post("/api/train", json={**QUICK, "init_from": "ens"})
+    assert response.status_code == 422, response.text
+    assert "cannot be a starting point" in response.json()["detail"]
+    assert trainer_client.get("/api/train").json()["state"] == "idle"
+
+
+def test_a_file_with_a_bad_generator_state_is_skipped_not_a_500(client, folder):
+    model = mlp([784, 16, 10], dropout=0.2, rng=np.random.default_rng(0))
+    state = model.layers[2].rng.bit_generator.state
+    path = save(folder / "drop.npz", model)
+    arrays, header = serialize.load(path)
+    arrays["model/2.rng"] = {**state, "state": {"state": 10**100, "inc": 1}}  # too large for PCG64
+    serialize.save(folder / "huge.npz", arrays, header)
+    answer = client.get("/api/models")
+    assert answer.status_code == 200
+    names = [m["name"] for m in answer.json()["models"]]
+    skipped = {s["file"]: s["reason"] for s in answer.json()["skipped"]}
+    assert "drop" in names and "huge" not in names and "not a generator state" in skipped["huge.npz"]

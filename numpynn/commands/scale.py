@@ -13,7 +13,7 @@ def cmd_ensemble(args) -> int:
 
     from ..data import load_raw
     from ..ensemble import Ensemble
-    from ..serialize import ModelFileError, save_ensemble
+    from ..serialize import ModelFileError, check_ensemble_size, save_ensemble
     from ..train import calibrate_and_choose_rule, calibration_error, evaluate
 
     out = pathlib.Path(args.out)
@@ -21,14 +21,27 @@ def cmd_ensemble(args) -> int:
         raise UsageError(f"--out {out}: model files end in .npz; choose a name like ensemble.npz")
     if len(args.models) < 2:
         raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
+    try:  # the file's limits, before a member is loaded: nothing is written that no command could read
+        check_ensemble_size(f"--out {out}", len(args.models), 0)
+    except ModelFileError as error:
+        raise UsageError(str(error)) from None
+    for path in args.models:  # by any other spelling or link too (os.path.samefile): the inputs stay as they are
+        if _same_file(out, path):
+            raise UsageError(f"--out {out}: it is one of the members ({path}), which would be replaced; "
+                             "choose another name for the ensemble")
     output_folder(out.parent, "--out", may_create=False, value=out)
-    members, about, datasets, headers = [], [], set(), []
+    members, about, datasets, headers, parameters = [], [], set(), [], 0
     for path in args.models:
         model, header = load_model_file(path)
         if header.get("kind") != "model":
             raise CommandError(f"{path}: a checkpoint, not a model file (use the model .npz it belongs to)")
         if "members" in header:
             raise CommandError(f"{path}: already an ensemble; list its member files instead")
+        parameters += model.n_params()
+        try:  # as they come: 100 members of the largest size would not fit in memory
+            check_ensemble_size(f"--out {out}", len(args.models), parameters)
+        except ModelFileError as error:
+            raise CommandError(str(error)) from None
         datasets.add(header.get("dataset", {}).get("name", args.dataset))
         members.append(model)
         headers.append(header)
@@ -72,6 +85,17 @@ def cmd_ensemble(args) -> int:
           f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
     print(f"Model: {out}")
     return 0
+
+
+def _same_file(a, b) -> bool:
+    """Whether paths a and b name the same file (a hard link, a symlink, another spelling); False if either is
+    missing or unreadable."""
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _unseen_by_all(headers: list[dict], n_train: int):
