@@ -18,7 +18,7 @@ class OptionError(ValueError):
 
     def __init__(self, name: str, value, fix: str):
         self.name, self.value, self.fix = name, value, fix
-        super().__init__(f"{name} = {value!r} is out of range: {fix}")
+        super().__init__(f"{name} = {shown(value)} is out of range: {fix}")
 
     def renamed(self, name: str) -> "OptionError":
         """The same error under the name an interface uses (a flag, an estimator parameter)."""
@@ -29,3 +29,11 @@ def require(ok: bool, name: str, value, fix: str) -> None:
     """Raise an OptionError naming an out-of-range option and how to fix it, unless ok."""
     if not ok:
         raise OptionError(name, value, fix)
+
+
+def shown(value) -> str:
+    """repr(value) for an error message; a whole number of more than 20 digits by its count of digits (a
+    config file can hold any, and Python refuses to print one of more than 4300)."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1} digits"  # 0.30103: log10(2)
+    return repr(value)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import sys
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from .augment import affine, check_affine, check_elastic, elastic
-from .checks import OptionError, require
+from .checks import OptionError, require, shown
 from .conv import Conv2D, Flatten, MaxPool2D, Unflatten
 from .data import DEV_SIZE
 from .layers import INITS, Dropout
@@ -196,7 +197,7 @@ class WrongType(OptionError):
     """A value of the wrong type for its field: a string for a number, True for a rate."""
 
     def __str__(self):
-        return f"{self.name} = {self.value!r} has the wrong type: {self.fix}"
+        return f"{self.name} = {shown(self.value)} has the wrong type: {self.fix}"
 
     def renamed(self, name: str) -> "WrongType":
         return WrongType(name, self.value, self.fix)
@@ -213,11 +214,55 @@ def preset_values(preset: str) -> dict:
     return {**{f.name: f.default for f in fields(TrainConfig)}, **PRESETS[preset], "preset": preset}
 
 
+# A config or space file is a few dozen lines; a file far larger is not one, and is not read into memory.
+MAX_TOML_BYTES = 1_000_000
+
+
+class TomlFileError(ValueError):
+    """A TOML file the user named cannot be read as one. str(error) says what is wrong and how to fix it; the
+    caller puts the file's name in front as its interface names it (--config FILE, the space file)."""
+
+
+def read_toml(path) -> dict:
+    """The tables of the TOML file at `path`, or TomlFileError: no such file, not a regular file (a folder, or
+    a pipe or device that would be read forever), too large, not UTF-8, not TOML, nested too deeply."""
+    import os
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    if not os.path.exists(path):
+        raise TomlFileError("no such file; give the path of a TOML file")
+    if not os.path.isfile(path):
+        raise TomlFileError("not a regular file; name a TOML file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOML_BYTES + 1)
+    except OSError as error:
+        raise TomlFileError(f"cannot be read ({error.strerror or error}); check its permissions") from None
+    if len(data) > MAX_TOML_BYTES:
+        raise TomlFileError(f"larger than {MAX_TOML_BYTES:,} bytes; a config is a few lines of TOML")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise TomlFileError(f"not UTF-8 text (byte {error.start}); save it as UTF-8 TOML") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer of more digits than Python converts
+        raise TomlFileError(f"not a valid TOML file ({' '.join(str(error).split())})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise TomlFileError("nested too deeply to be a config; options are numbers, names and short "
+                            "lists") from None
+
+
+MAX_INT = 2**63 - 1  # the largest whole number an option may be: NumPy's int64, and far above any sensible count
+
+
 def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
     """Defaults, then the preset's changes, then `overrides` (a config file's or the command line's).
     Values are checked by name and type here, and by range in TrainConfig itself; every error is an
     OptionError (checks.py) naming the field."""
-    require(preset in PRESETS, "preset", preset, f"choose one of {', '.join(PRESETS)}")
+    require(isinstance(preset, str) and preset in PRESETS, "preset", preset, f"choose one of {', '.join(PRESETS)}")
     kinds = {f.name: kind_of(f) for f in fields(TrainConfig)}
     optional = {f.name for f in fields(TrainConfig) if f.default is None}
     values = {"preset": preset, **PRESETS[preset]}
@@ -230,8 +275,14 @@ def make_config(preset: str = "mlp", **overrides) -> TrainConfig:
         elif kind is tuple and isinstance(value, (list, tuple, int)) and not isinstance(value, bool):
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            if ok:  # a config file or a JSON body can hold any whole number
+                require(all(abs(v) <= MAX_INT for v in value), name, value, "use whole numbers below 2**63")
         elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            require(abs(value) <= sys.float_info.max, name, value, "use a number a float can hold, below 1e308")
             value, ok = float(value), True
+        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+            require(abs(value) <= MAX_INT, name, value, "use a whole number below 2**63")
+            ok = True
         else:
             ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
         if not ok:

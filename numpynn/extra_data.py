@@ -20,6 +20,7 @@ import pathlib
 import numpy as np
 
 from .atomic import write_atomically
+from .checks import require
 from .idx import DataError, check_pair, idx_bytes, read_idx
 
 IMAGES_FILE = "train-images-idx3-ubyte"  # MNIST's names, uncompressed
@@ -30,6 +31,9 @@ HELD_OUT_SHARE = 0.2
 # added 20 times, by 0, +1 and +1, with the test accuracy unchanged.
 REPEAT = 20
 MAX_REPEAT = 1000
+# Training images your examples may add, repeats included: ten times MNIST's 60,000, 1.9 GB as float32. The
+# copies are made in memory (added_to), so examples x repeat is checked against this before any is made.
+MAX_ADDED = 600_000
 
 
 def export(folder, images: np.ndarray, labels: np.ndarray) -> list[pathlib.Path]:
@@ -85,11 +89,22 @@ class Extra:
         X, y = features(images), labels.astype(np.int64)
         return cls(X[train], y[train], X[held], y[held])
 
+    def most_repeats(self) -> int:
+        """The largest repeat these examples may have: MAX_REPEAT, or fewer where MAX_ADDED would be passed."""
+        return max(1, min(MAX_REPEAT, MAX_ADDED // max(1, len(self.y_train))))
+
+    def check_repeat(self, repeat) -> None:
+        """OptionError (a ValueError) named "repeat" unless `repeat` is a whole number from 1 to most_repeats():
+        callers check it before the data loads, and name it as their interface does."""
+        most = self.most_repeats()
+        require(isinstance(repeat, int) and not isinstance(repeat, bool) and 1 <= repeat <= most, "repeat", repeat,
+                f"use a whole number from 1 to {most}" + (f" ({len(self.y_train):,} examples; at most {MAX_ADDED:,} "
+                "images are added in all)" if most < MAX_REPEAT else ""))
+
     def added_to(self, splits, repeat: int = REPEAT):
         """The splits with these training examples, `repeat` times each, after MNIST's own (fit shuffles them
         in every epoch)."""
-        if not (isinstance(repeat, int) and 1 <= repeat <= MAX_REPEAT):
-            raise ValueError(f"repeat = {repeat!r}: use a whole number from 1 to {MAX_REPEAT}")
+        self.check_repeat(repeat)
         return dataclasses.replace(splits, X_train=np.concatenate([splits.X_train, *[self.X_train] * repeat]),
                                    y_train=np.concatenate([splits.y_train, *[self.y_train] * repeat]))
 

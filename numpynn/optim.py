@@ -22,6 +22,15 @@ from .checks import require
 # Adam's and AdamW's defaults, Kingma & Ba's (and PyTorch's): the training config reads them from here.
 ADAM_BETAS = (0.9, 0.999)  # decay of the running means of the gradient and of its square
 ADAM_EPS = 1e-8  # added to the root of the second moment, so no step divides by 0
+# The largest learning rate accepted. No run learns anything near it (one diverges at far less, and says so);
+# the cap keeps every schedule's arithmetic finite (cosine's (1 + cos) * lr overflows near float's 1.8e308).
+MAX_LR = 1e6
+
+
+def check_lr(lr: float) -> None:
+    """The one range check of a base learning rate, for the optimizers and the schedules."""
+    require(np.isfinite(lr) and 0 < lr <= MAX_LR, "lr", lr,
+            f"use a number above 0 and at most {MAX_LR:g}, e.g. 0.1 for SGD, 1e-3 for Adam")
 
 
 class Optimizer:
@@ -30,7 +39,7 @@ class Optimizer:
     buffers: tuple[str, ...] = ()  # names of the per-parameter buffers, e.g. ("m", "v")
 
     def __init__(self, lr: float, weight_decay: float):
-        require(np.isfinite(lr) and lr > 0, "lr", lr, "use a finite number above 0, e.g. 0.1 for SGD, 1e-3 for Adam")
+        check_lr(lr)
         require(np.isfinite(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
                 "use 0 (off) or a small positive number, e.g. 5e-4")
         self.lr, self.weight_decay = lr, weight_decay
@@ -171,7 +180,7 @@ def make_schedule(name: str, lr: float, total_steps: int, warmup_steps: int = 0,
     """The lr at step t for a run of total_steps updates: "constant", "step" (step_decay) or "cosine" (which
     spans the steps after the warm-up), preceded by warmup_steps of linear warm-up if warmup_steps > 0."""
     require(name in SCHEDULES, "schedule", name, f"use one of {', '.join(SCHEDULES)}")
-    require(np.isfinite(lr) and lr > 0, "lr", lr, "use a finite number above 0")
+    check_lr(lr)
     require(total_steps >= 1, "total_steps", total_steps, "use 1 or more")
     require(0 <= warmup_steps < total_steps, "warmup_steps", warmup_steps, f"use 0 up to {total_steps - 1}")
     require(step_size >= 1, "step_size", step_size, "use 1 or more")

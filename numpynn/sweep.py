@@ -57,12 +57,16 @@ import time
 from dataclasses import fields
 
 from .atomic import write_atomically
-from .checks import OptionError
-from .config import NotAnOption, TrainConfig, make_config
+from .checks import OptionError, shown
+from .config import NotAnOption, TomlFileError, TrainConfig, kind_of, make_config, read_toml
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform")
 SETTINGS = {"num_samples": 1, "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "seed": 0,
             "max_failures": 2, "save_all": False}
+# The range of each number in [sweep]. The tops are far above any sweep one machine or cluster runs, and keep
+# Tune's own arithmetic sane (its random search seeds NumPy's RandomState, which takes 32 bits).
+RANGES = {"num_samples": (1, 100_000), "grace_period": (1, 100_000), "reduction_factor": (1, 1000),
+          "seed": (0, 2**32 - 1), "max_failures": (0, 1000)}
 CHECKPOINT = "run.ckpt.npz"  # numpynn's checkpoint, inside each Tune checkpoint folder
 INSTALL = "Ray Tune is not installed; pip install 'numpynn[sweep]' (or pip install 'ray[tune]>=2.60')"
 
@@ -76,18 +80,11 @@ class SweepError(Exception):
 def read_space(path) -> tuple[dict, dict, dict]:
     """(settings, fixed, space) from a TOML space file, each checked: settings by name and range, fixed and
     space by TrainConfig itself (every grid or choice value, and both ends of a range, make a valid config)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
     path = pathlib.Path(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise SweepError(f"{path}: no such file") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SweepError(f"{path}: not a TOML file ({' '.join(str(error).split())})") from None
+        data = read_toml(path)
+    except TomlFileError as error:
+        raise SweepError(f"{path}: {error}") from None
     unknown = data.keys() - {"sweep", "fixed", "space", "recipes"}
     if unknown:
         raise SweepError(f"{path}: unknown section [{sorted(unknown)[0]}]; a space file has [sweep], [fixed], "
@@ -101,10 +98,11 @@ def read_space(path) -> tuple[dict, dict, dict]:
         if key not in SETTINGS:
             raise SweepError(f"{path}: [sweep] {key} is not a setting; use {', '.join(SETTINGS)}")
         if not _setting_ok(key, value):
-            raise SweepError(f"{path}: [sweep] {key} = {value!r} is out of range")
+            raise SweepError(f"{path}: [sweep] {key} = {shown(value)} is out of range; {_setting_range(key)}")
     if not space and not recipes:
         raise SweepError(f"{path}: no [space] to search; add e.g. lr = {{ loguniform = [0.01, 0.3] }}")
-    names = {f.name for f in fields(TrainConfig)}
+    kinds = {f.name: kind_of(f) for f in fields(TrainConfig)}
+    names = set(kinds)
     for name, recipe in recipes.items():
         if not isinstance(recipe, dict) or not recipe:
             raise SweepError(f"{path}: recipes.{name} must be a table of training options: [recipes.{name}] "
@@ -127,6 +125,9 @@ def read_space(path) -> tuple[dict, dict, dict]:
         if not isinstance(values, list) or not values:
             raise SweepError(f"{path}: [space] {name}: {kind} needs a list of values")
         if kind in ("uniform", "loguniform"):
+            if kinds[name] is not float:  # Tune draws fractions, such as 2.37 epochs: every trial would fail
+                raise SweepError(f"{path}: [space] {name}: {kind} draws fractions, but {name} is not a fractional "
+                                 f"number; use {{ grid = [...] }} or {{ choice = [...] }}")
             if not (len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
                     and values[0] < values[1] and (kind == "uniform" or values[0] > 0)):
                 raise SweepError(f"{path}: [space] {name}: {kind} needs [low, high] with low < high"
@@ -157,10 +158,21 @@ def _setting_ok(key: str, value) -> bool:
         return value in ("asha", "none")
     if key == "save_all":
         return isinstance(value, bool)
-    if key == "reduction_factor":
-        return number and value > 1
-    least = 0 if key in ("seed", "max_failures") else 1  # num_samples and grace_period: at least 1
-    return number and isinstance(value, int) and value >= least
+    low, high = RANGES[key]
+    if key == "reduction_factor":  # any number above 1 (and not infinity)
+        return number and low < value <= high
+    return number and isinstance(value, int) and low <= value <= high
+
+
+def _setting_range(key: str) -> str:
+    """How to fix a [sweep] setting that _setting_ok refused."""
+    if key == "scheduler":
+        return 'use "asha" or "none"'
+    if key == "save_all":
+        return "use true or false"
+    low, high = RANGES[key]
+    return (f"use a number above {low} and at most {high}" if key == "reduction_factor" else
+            f"use a whole number from {low} to {high}")
 
 
 def tune_space(space: dict, recipes: dict) -> dict:
@@ -232,7 +244,7 @@ def connect(address: str | None, workers: int | None):
         return lambda: None
     if address not in (None, "auto"):
         host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):  # "²" is a digit to isdigit, not to int
             raise SweepError(f"--address {address}: give auto, host:port or ray://host:port")
         try:  # a quick look first: Ray's own connection retries for minutes before it gives up
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()

@@ -87,6 +87,50 @@ def test_a_bad_toml_file_is_refused(tmp_path, tiny_mnist, capsys):
     assert code == 2 and "learning_rate is not a training option" in err
 
 
+@pytest.mark.parametrize("text, words", [
+    (b"train = 5\n", "train must be a section, [train], not a value"),
+    (b"\xff = 1\n", "not UTF-8 text"),
+    (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    (b"lr = 1" + b"0" * 5000 + b"\n", "not a valid TOML file"),  # more digits than Python converts
+    (b"# padding\n" * 200_000, "larger than 1,000,000 bytes"),
+    (b'preset = ["mlp"]\n', "preset = ['mlp'] is out of range"),
+    (b'preset = {a = 1}\n', "preset = {'a': 1} is out of range"),
+    (b"lr = 1" + b"0" * 400 + b"\n", "lr = a number of about 401 digits is out of range"),
+    (b"epochs = 1" + b"0" * 30 + b"\n", "use a whole number below 2**63"),
+    (b"hidden = [1" + b"0" * 30 + b"]\n", "use whole numbers below 2**63"),
+    (b"lr = 1e308\n", "at most 1e+06"),
+    (b"lr = inf\n", "at most 1e+06"),
+])
+def test_a_hostile_toml_file_is_one_line_saying_what_is_wrong(tmp_path, capsys, text, words):
+    """Every one of these once reached the catch-all ("unexpected ... a bug in numpynn")."""
+    (tmp_path / "c.toml").write_bytes(text)
+    code, _, err = run(capsys, "train", "--data", tmp_path / "no-data", "--config", tmp_path / "c.toml",
+                       "--out", tmp_path / "m.npz")
+    assert code == 2 and err.startswith("numpynn: error: ") and err.count("\n") == 1, err
+    assert words in err and "unexpected" not in err, err
+
+
+@pytest.mark.parametrize("lr", ["1e308", "1e7", "inf", "nan", "0"])
+def test_a_learning_rate_that_is_not_a_sensible_number_is_refused_before_training(tmp_path, capsys, lr):
+    code, _, err = run(capsys, "train", "--data", tmp_path / "no-data", "--lr", lr, "--out", tmp_path / "m.npz")
+    assert code == 2 and err.startswith("numpynn: error: --lr = ") and err.count("\n") == 1, err
+    assert "at most 1e+06" in err
+
+
+@pytest.mark.parametrize("out", ["", ".", "/"])
+def test_an_out_with_no_file_name_is_one_line(tmp_path, capsys, out):
+    code, _, err = run(capsys, "train", "--data", tmp_path / "no-data", "--out", out)
+    assert code == 2 and "model and checkpoint files end in .npz" in err and err.count("\n") == 1, err
+
+
+def test_resume_with_a_bad_epochs_blames_the_flag_not_the_checkpoint(trained, tmp_path, capsys):
+    checkpoint = tmp_path / "m.ckpt.npz"
+    for epochs in ("0", "-3"):
+        code, _, err = run(capsys, "train", "--resume", checkpoint, "--epochs", epochs, "--out", tmp_path / "r.npz")
+        assert code == 2 and err.startswith(f"numpynn: error: --epochs {epochs}: epochs = ") and err.count("\n") == 1
+        assert str(checkpoint) not in err and not (tmp_path / "r.npz").exists()
+
+
 def test_a_cnn_trains_saves_and_predicts_like_an_mlp(tmp_path, tiny_mnist, capsys):
     model = tmp_path / "cnn.npz"
     code, out, err = run(capsys, "train", "--data", tiny_mnist, "--preset", "cnn", "--channels", "2,4",
@@ -267,8 +311,9 @@ def test_a_closed_pipe_ends_the_command_quietly(trained):
 
 
 def test_a_diverged_run_with_its_progress_bar_prints_the_error_on_a_line_of_its_own(tmp_path, tiny_mnist, capsys):
+    # the largest lr (optim.MAX_LR) with a decay that multiplies every weight by -999,999 at each step
     code, _, err = run(capsys, "train", "--data", tiny_mnist, "--hidden", "32", "--epochs", "1", "--batch-size",
-                       "16", "--dev-size", "20", "--lr", "1e30", "--out", tmp_path / "m.npz")
+                       "16", "--dev-size", "20", "--lr", "1e6", "--weight-decay", "1", "--out", tmp_path / "m.npz")
     assert code == 1
     line = [line for line in err.split("\n") if "numpynn: error:" in line][0]
     assert line.split("\r")[-1].startswith("numpynn: error: the loss became"), repr(line[-300:])

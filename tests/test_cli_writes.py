@@ -51,6 +51,19 @@ def test_train_refuses_a_read_only_output_before_loading_data(capsys, tmp_path, 
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint"])
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_train_refuses_a_folder_or_pipe_named_as_its_output_file_before_training(capsys, tmp_path, flag, kind):
+    """Found only when the file was written, the run would have trained in vain and left a checkpoint behind."""
+    odd = tmp_path / "odd.npz"
+    odd.mkdir() if kind == "folder" else os.mkfifo(odd)
+    other = {"--out": ["--checkpoint", tmp_path / "c.npz"], "--checkpoint": ["--out", tmp_path / "m.npz"]}[flag]
+    # --data names a folder that does not exist: the error must be about the output, found first
+    code, out, err = run_cli(capsys, "train", "--data", tmp_path / "no-data", *FAST, flag, odd, *other)
+    assert code == 2 and one_line(err) and f"{flag} {odd}: a folder or other non-regular file" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.npz"]
+
+
 def test_train_plot_inside_a_read_only_folder_is_refused(capsys, tmp_path, read_only_folder, tiny_mnist):
     code, _, err = run_cli(capsys, "train", "--data", tiny_mnist, *FAST, "--out", tmp_path / "m.npz",
                            "--plot", read_only_folder / "plots")

@@ -90,6 +90,36 @@ def test_the_held_out_split_is_a_fifth_at_least_one_and_fixed_by_the_seed():
     assert not (extra_data.split_held_out(100, 0)[1] == extra_data.split_held_out(100, 1)[1]).all()
 
 
+def test_your_examples_times_their_repeat_are_checked_against_max_added_before_any_copy(monkeypatch):
+    """The copies are float32 in memory: n examples x repeat is bounded by one limit, for the CLI and the page."""
+    from numpynn.data import Splits
+
+    images, labels = DRAWN["digits"][:50], DRAWN["digit_labels"][:50]
+    extra = extra_data.Extra.of(images, labels, seed=0)  # 40 to train on, 10 held out
+    assert extra.most_repeats() == extra_data.MAX_REPEAT  # the real limit leaves a few examples alone
+    monkeypatch.setattr(extra_data, "MAX_ADDED", 400)
+    assert extra.most_repeats() == 10
+    splits = Splits(np.zeros((5, 784), np.float32), np.zeros(5, np.int64), None, None, None, None)
+    assert len(extra.added_to(splits, 10).y_train) == 5 + 400
+    for repeat in (11, 1000, 0, True, 2.0):
+        with pytest.raises(ValueError, match=f"repeat = {repeat!r} is out of range: use a whole number from 1 to 10"):
+            extra.added_to(splits, repeat)
+    monkeypatch.setattr(extra_data, "MAX_ADDED", 10)  # fewer than the examples: each may still be added once
+    assert extra.most_repeats() == 1
+
+
+def test_train_refuses_too_many_copies_of_your_examples_before_loading_mnist(capsys, models, tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    run_cli(capsys, "examples", "export", mine, "--models", models)  # 20 examples: 16 to train on
+    monkeypatch.setattr(extra_data, "MAX_ADDED", 100)
+    for repeat in (["--extra-repeat", "7"], []):  # the default, 20, too
+        code, out, err = run_cli(capsys, "train", "--data", tmp_path / "no-data", *TINY, "--out", tmp_path / "m.npz",
+                                 "--extra-data", mine, *repeat)
+        assert code == 2 and err.count("\n") == 1 and out == "", err
+        assert err.startswith(f"numpynn: error: --extra-repeat {repeat[1] if repeat else 20}: use a whole number "
+                              "from 1 to 6 (16 examples; at most 100 images are added in all)"), err
+
+
 TINY = ("--preset", "seed", "--hidden", "16", "--epochs", "2", "--dev-size", "20", "--batch-size", "16", "--quiet")
 
 

@@ -228,3 +228,15 @@ def test_adams_defaults_are_written_once_and_both_optimizers_use_them():
         assert parameters["betas"].default is optim.ADAM_BETAS and parameters["eps"].default is optim.ADAM_EPS
         opt = cls()
         assert opt.betas == optim.ADAM_BETAS and opt.eps == optim.ADAM_EPS
+
+
+def test_a_learning_rate_is_checked_in_one_place_finite_above_0_and_at_most_max_lr():
+    """Above MAX_LR no run learns; near float's limit cosine's (1 + cos) * lr would overflow to inf mid-run."""
+    from numpynn.optim import MAX_LR
+
+    for lr in (0.0, -0.1, math.inf, math.nan, MAX_LR * 1.01, 1e308):
+        for make in (lambda: SGD(lr), lambda: Adam(lr), lambda: make_schedule("cosine", lr, total_steps=10)):
+            with pytest.raises(ValueError, match=r"lr = .* is out of range: use a number above 0 and at most 1e\+06"):
+                make()
+    schedule = make_schedule("cosine", MAX_LR, total_steps=10, warmup_steps=2)
+    assert all(math.isfinite(schedule(t)) for t in range(12)) and schedule(2) == MAX_LR

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -53,7 +54,20 @@ def test_a_space_file_is_read_into_settings_fixed_values_and_domains(tmp_path):
     ("lr = { choice = [0.1] }", "num_samples = 0", "num_samples = 0 is out of range"),
     ("lr = { choice = [0.1] }", "workers = 2", "workers is not a setting"),
     ("", "", "no [space]"),
-    ("lr = {", "", "not a TOML file"),
+    ("lr = {", "", "not a valid TOML file"),
+    # values a trial could never run with, and sizes no sweep needs
+    ("threads = { uniform = [1, 2] }", "", "[space] threads: uniform draws fractions"),
+    ("channels = { loguniform = [8, 64] }", "", "[space] channels: loguniform draws fractions"),
+    ("seed = { uniform = [0, 9] }", "", "use { grid = [...] } or { choice = [...] }"),
+    ("lr = { choice = [0.1] }", "num_samples = 1000000000000000000000", "num_samples = a number of about 22 digits"),
+    ("lr = { choice = [0.1] }", "num_samples = 100001", "use a whole number from 1 to 100000"),
+    ("lr = { choice = [0.1] }", "seed = 4294967296", "[sweep] seed = 4294967296 is out of range"),
+    ("lr = { choice = [0.1] }", "reduction_factor = inf", "use a number above 1 and at most 1000"),
+    ("lr = { grid = [1" + "0" * 400 + "] }", "", "lr = a number of about 401 digits is out of range"),
+    ("lr = { grid = [1e308] }", "", "lr = 1e+308 is out of range"),
+    ("patience = { grid = [1" + "0" * 30 + "] }", "", "use a whole number below 2**63"),
+    ("x = " + "[" * 5000 + "]" * 5000, "", "nested too deeply"),
+    ("[recipes.wide]\npreset = ['mlp']", "", "[recipes.wide] preset = ['mlp'] is out of range"),
     ("[recipes.wide]\nlr2 = 0.1", "", "[recipes.wide] lr2 is not a training option"),
     ("lr = { choice = [0.1] }\n[recipes.wide]\nlr = 0.2", "", "lr is both in [recipes.wide] and in [space]"),
     ("[recipes.wide]\noptimizer = 'rmsprop'", "", "[recipes.wide] optimizer"),
@@ -64,7 +78,7 @@ def test_a_space_file_is_read_into_settings_fixed_values_and_domains(tmp_path):
 ])
 def test_a_bad_space_file_is_one_line_before_ray_starts(tmp_path, capsys, space, settings, message):
     path = space_file(tmp_path, space, settings=settings)
-    with pytest.raises(SweepError, match=message.replace("[", r"\[")):
+    with pytest.raises(SweepError, match=re.escape(message)):
         read_space(path)
     code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out")
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
@@ -81,6 +95,22 @@ def test_recipes_change_several_fields_together_on_top_of_fixed(tmp_path):
     assert (sgd.channels, sgd.epochs, sgd.optimizer, sgd.lr) == ((32, 64), 2, "sgd", 0.05)
     # recipes alone (no [space]) are a search too
     assert read_space(space_file(tmp_path, "[recipes.a]\nlr = 0.1\n[recipes.b]\nlr = 0.2"))[3]["b"] == {"lr": 0.2}
+
+
+@pytest.mark.parametrize("kind", ["pipe", "folder", "not utf-8", "huge"])
+def test_a_space_file_that_is_no_toml_file_is_one_line_at_once(tmp_path, capsys, kind):
+    """A pipe would be read forever; every file the user names is read by config.read_toml."""
+    path = tmp_path / "space.toml"
+    if kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"\xff = 1\n" if kind == "not utf-8" else b"# padding\n" * 200_000)
+    code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out")
+    words = {"pipe": "not a regular file", "folder": "not a regular file", "not utf-8": "not UTF-8 text",
+             "huge": "larger than 1,000,000 bytes"}[kind]
+    assert code == 1 and words in err and len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
 
 
 def test_a_section_given_as_a_value_is_one_line(tmp_path, capsys):
@@ -125,7 +155,8 @@ def free_port() -> int:
 @ray_test
 @pytest.mark.parametrize("address, message", [("127.0.0.1:{port}", "cannot reach the Ray cluster"),
                                               ("ray://127.0.0.1:{port}", "cannot reach the Ray cluster"),
-                                              ("nonsense", "give auto, host:port or ray://host:port")])
+                                              ("nonsense", "give auto, host:port or ray://host:port"),
+                                              ("localhost:²", "give auto, host:port or ray://host:port")])
 def test_an_unreachable_cluster_is_one_line(tmp_path, capsys, address, message):
     path = space_file(tmp_path, "lr = { choice = [0.1] }")
     code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out", "--address", address.format(port=free_port()))

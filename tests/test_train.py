@@ -353,3 +353,41 @@ def test_the_schedule_sets_the_optimizers_rate_and_the_step_uses_it():
     assert all(args == () and kwargs == {} for args, kwargs, _ in seen)  # no rate passed around the optimizer
     assert [lr for _, _, lr in seen] == [schedule(t) for t in range(4 * batches)]
     assert history.column("lr") == [schedule(t) for t in range(batches - 1, 4 * batches, batches)]
+
+
+# Options from a file or a JSON body: any TOML or JSON value may arrive, and each is one OptionError ---------------
+
+@pytest.mark.parametrize("preset, overrides, words", [
+    (["mlp"], {}, "preset = ['mlp'] is out of range: choose one of"),
+    ({"a": 1}, {}, "preset = {'a': 1} is out of range"),
+    ("mlp", {"lr": 10**400}, "lr = a number of about 401 digits is out of range: use a number a float can hold"),
+    ("mlp", {"dropout": -10**309}, "dropout = a number of about 310 digits is out of range"),
+    ("mlp", {"epochs": 2**63}, "epochs = 9223372036854775808 is out of range: use a whole number below 2**63"),
+    ("mlp", {"seed": 10**30}, "seed = a number of about 31 digits is out of range"),
+    ("mlp", {"hidden": [16, 10**30]}, "hidden = (16, 1000000000000000000000000000000) is out of range: use whole"),
+    ("mlp", {"lr": 1e308}, "lr = 1e+308 is out of range: use a number above 0 and at most 1e+06"),
+])
+def test_make_config_refuses_values_no_type_check_caught_with_one_option_error(preset, overrides, words):
+    from numpynn.checks import OptionError
+
+    with pytest.raises(OptionError) as caught:
+        make_config(preset, **overrides)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_read_toml_says_what_is_wrong_with_a_file_in_one_line(tmp_path):
+    from numpynn.config import TomlFileError, read_toml
+
+    (tmp_path / "ok.toml").write_text("[train]\nlr = 0.1\n")
+    assert read_toml(tmp_path / "ok.toml") == {"train": {"lr": 0.1}}
+    cases = {"missing.toml": (None, "no such file"), "folder": (None, "not a regular file"),
+             "bad.toml": (b"lr = = 1\n", "not a valid TOML file"), "latin.toml": (b"\xe9 = 1\n", "not UTF-8 text"),
+             "deep.toml": (b"a = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+             "digits.toml": (b"a = 1" + b"0" * 5000, "not a valid TOML file")}
+    (tmp_path / "folder").mkdir()
+    for name, (text, words) in cases.items():
+        if text is not None:
+            (tmp_path / name).write_bytes(text)
+        with pytest.raises(TomlFileError, match=words) as caught:
+            read_toml(tmp_path / name)
+        assert "\n" not in str(caught.value)

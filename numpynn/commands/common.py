@@ -45,12 +45,17 @@ def output_folder(folder, flag: str, may_create: bool = True, value=None):
     now, not a traceback after the run has trained. With may_create it may be missing if its parent is
     writable; make_folder makes it when the first file is written. value: what the user typed, when it is
     a file in that folder (--out model.npz)."""
+    import os
+
     from ..atomic import OutputError, check_folder
 
     try:
-        return check_folder(folder, f"{flag} {folder if value is None else value}", may_create=may_create)
+        checked = check_folder(folder, f"{flag} {folder if value is None else value}", may_create=may_create)
     except OutputError as error:
         raise UsageError(str(error)) from None
+    if value is not None and os.path.exists(value) and not os.path.isfile(value):  # else found only when written
+        raise UsageError(f"{flag} {value}: a folder or other non-regular file is there; choose a file name")
+    return checked
 
 
 def make_folder(path):

@@ -29,22 +29,17 @@ def train_config(args):
 
 
 def _read_toml(path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    import os
+    """The options of a --config file: its [train] table, or the whole file."""
+    from ..config import TomlFileError, read_toml
 
-    if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that would be read forever
-        raise UsageError(f"--config {path}: not a regular file; name a TOML file")
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"--config {path}: not a valid TOML file ({error})") from None
-    return data.get("train", data)
+        data = read_toml(path)
+    except TomlFileError as error:
+        raise UsageError(f"--config {path}: {error}") from None
+    options = data.get("train", data)
+    if not isinstance(options, dict):
+        raise UsageError(f"--config {path}: train must be a section, [train], not a value")
+    return options
 
 
 def cmd_train(args) -> int:
@@ -57,21 +52,24 @@ def cmd_train(args) -> int:
     from ..train import Run, TrainingDiverged, train_and_save
 
     started = time.perf_counter()
-    out = pathlib.Path(args.out)
-    checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
-    for path, flag in ((out, "--out"), (checkpoint, "--checkpoint")):
-        if path.suffix != ".npz":
-            raise UsageError(f"{flag} {path}: model and checkpoint files end in .npz")
-        output_folder(path.parent, flag, may_create=False, value=path)
+    out = _npz_file(args.out, "--out")  # first: the default checkpoint is named after it
+    checkpoint = _npz_file(args.checkpoint, "--checkpoint") if args.checkpoint else \
+        out.with_name(out.stem + ".ckpt.npz")
+    output_folder(checkpoint.parent, "--checkpoint", may_create=False, value=checkpoint)
     if args.resume:
         typed = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
         if set(typed) - {"epochs"} or args.config:
             raise UsageError("with --resume the checkpoint's options are used; only --epochs may change")
         try:  # every check of the file is in the loader; a bad checkpoint is one line, exit 1
             arrays, header = serialize.load_checkpoint(args.resume)
-            run = Run.resume(arrays, header, epochs=getattr(args, "epochs", None), source=args.resume)
+            run = Run.resume(arrays, header, source=args.resume)
         except serialize.ModelFileError as error:
             raise CommandError(str(error)) from None
+        if hasattr(args, "epochs"):  # checked as the flag it is: a wrong --epochs is not the checkpoint's fault
+            try:
+                run.config = dataclasses.replace(run.config, epochs=args.epochs)
+            except OptionError as error:
+                raise UsageError(f"--epochs {args.epochs}: {error}") from None
     else:
         try:
             run = Run.start(train_config(args))
@@ -149,6 +147,18 @@ def cmd_train(args) -> int:
     return 130 if history.stopped == "interrupted" else 0
 
 
+def _npz_file(path, flag: str):
+    """The path of a file that --out or --checkpoint names, checked before any work: it ends in .npz, its
+    folder exists and is writable, and it is not itself a folder."""
+    import pathlib
+
+    given, path = path, pathlib.Path(path)
+    if path.suffix != ".npz":
+        raise UsageError(f"{flag} {given or repr(given)}: model and checkpoint files end in .npz")
+    output_folder(path.parent, flag, may_create=False, value=path)
+    return path
+
+
 def _init_from(run, args) -> None:
     """--init-from MODEL: the run starts from the model's weights (train.start_from)."""
     from ..train import start_from
@@ -171,7 +181,13 @@ def _extra_data(args, seed: int):
 
     if args.extra_repeat is not None and not 1 <= args.extra_repeat <= extra_data.MAX_REPEAT:
         raise UsageError(f"--extra-repeat {args.extra_repeat}: use 1 to {extra_data.MAX_REPEAT}")
-    return extra_data.Extra.of(*extra_data.read(args.extra_data), seed)  # DataError: one line, exit 1
+    extra = extra_data.Extra.of(*extra_data.read(args.extra_data), seed)  # DataError: one line, exit 1
+    repeat = extra_data.REPEAT if args.extra_repeat is None else args.extra_repeat
+    try:  # the copies are made after MNIST loads: their size is checked now
+        extra.check_repeat(repeat)
+    except OptionError as error:
+        raise UsageError(f"--extra-repeat {repeat}: {error.fix}") from None
+    return extra
 
 
 def _held_out_line(scores: dict) -> str:
