@@ -336,3 +336,14 @@ def test_info_escapes_control_characters_from_the_header(tmp_path, capsys):
     assert "0.1.0\\x1b[2J\\x1b[31mFAKE\\nnumpynn: all good\\x1b]0;title\\x07\\r\\u202e\\t" in out
     code, out, _ = run(capsys, "info", path, "--json")  # JSON escapes them itself, and keeps the text exact
     assert code == 0 and "\x1b" not in out and json.loads(out)["numpynn_version"] == hostile
+
+
+def test_calibrate_names_the_model_whose_header_asks_for_an_impossible_dev_set(trained, tmp_path, capsys, tiny_mnist):
+    """A header's dev_size the data cannot give (as large as the training set, or 10**30): one line naming the file."""
+    model, _ = trained
+    arrays, header = serialize.load(model)
+    for dev_size in (10**30, 10**6):
+        serialize.save(tmp_path / "bad.npz", arrays, {**header, "dataset": {**header["dataset"], "dev_size": dev_size}})
+        code, _, err = run(capsys, "calibrate", tmp_path / "bad.npz", "--data", tiny_mnist)
+        assert code == 1 and err.startswith(f"numpynn: error: {tmp_path / 'bad.npz'}: its header's dataset.dev_size"), err
+        assert len(err.strip().splitlines()) == 1 and "unexpected" not in err

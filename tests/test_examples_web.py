@@ -202,6 +202,19 @@ def test_bad_run_options_about_my_examples_get_422_and_start_nothing(trainer, op
     assert trainer.get("/api/train").json()["state"] == "idle"
 
 
+def test_more_copies_of_my_examples_than_a_run_may_add_are_refused_at_the_start(trainer, folder, monkeypatch):
+    from numpynn import extra_data
+
+    store_drawn(folder, 10)  # 8 for training, 2 held out
+    monkeypatch.setattr(extra_data, "MAX_ADDED", 8 * 5)  # each at most 5 times
+    response = trainer.post("/api/train", json={**QUICK, "include_examples": True, "examples_repeat": 6})
+    assert response.status_code == 422 and "examples_repeat = 6" in response.json()["detail"], response.text
+    assert "from 1 to 5" in response.json()["detail"]
+    assert trainer.get("/api/train").json()["state"] == "idle"
+    assert trainer.post("/api/train", json={**QUICK, "include_examples": True, "examples_repeat": 5}).status_code == 202
+    assert events(trainer)[-1]["state"] == "done"
+
+
 def test_no_malformed_request_to_the_examples_routes_gets_a_500_or_a_logged_error(client, caplog):
     import logging
 

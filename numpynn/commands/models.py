@@ -67,7 +67,11 @@ def cmd_calibrate(args) -> int:
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (dev_size, seed)) or not dev_size:
         raise CommandError(f"{args.model}: its header does not say which dev set it was trained beside "
                            f"(dataset.dev_size and split_seed); only files written by `numpynn train` can be calibrated")
-    splits = load_mnist(args.dataset, args.data, dev_size=dev_size, seed=seed, progress=False)
+    try:
+        splits = load_mnist(args.dataset, args.data, dev_size=dev_size, seed=seed, progress=False)
+    except OptionError as error:  # a dev set the data cannot give (as large as the training set, or larger)
+        raise CommandError(f"{args.model}: its header's dataset.{error}; only files written by `numpynn train` "
+                           "can be calibrated") from None
     fitted, rule = calibrate_and_choose_rule(model, splits.X_dev, splits.y_dev, splits.X_test, splits.y_test)
     test_loss, test_accuracy = evaluate(model, splits.X_test, splits.y_test)
     metrics = {**header.get("metrics", {}), **fitted, "test_loss": test_loss, "test_accuracy": test_accuracy}

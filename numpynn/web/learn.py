@@ -20,6 +20,7 @@ import traceback
 
 from .. import serialize
 from ..atomic import OutputError, check_folder
+from ..checks import OptionError
 from ..data import DEV_SIZE, DataError, load_mnist
 from ..config import OPTIMIZERS, PRESETS, TrainConfig, make_config
 from ..examples_db import Examples, ExamplesError
@@ -209,6 +210,10 @@ class Trainer:
                 raise ValueError(f"include_examples: {len(labels)} example{'s' * (len(labels) != 1)} stored; "
                                  f"confirm or correct at least 2 answers in the Draw tab first")
             extra = Extra.of(images, labels, config.seed)
+            try:  # now, as the start's 422, not from the training thread once MNIST has loaded
+                extra.check_repeat(repeat)
+            except OptionError as error:
+                raise ValueError(str(error.renamed("examples_repeat"))) from None
         return {"run": run, "examples": extra, "repeat": repeat}
 
     def _check_folder(self) -> None:
