@@ -3,8 +3,20 @@
 Every hyperparameter check in numpynn is a `require(ok, name, value, fix)`. The error it raises carries the
 three parts as fields, so an interface can say it in its own words without parsing text: the CLI writes
 `--dev-size = 0 is out of range: ...`, the estimator names its own parameter. Imports nothing.
+And whole_number: the one way a number typed by a user or sent by a client is read.
 """
 from __future__ import annotations
+
+
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """The whole number low..high that `text` writes in ASCII digits 0-9 (a number from a client or a flag), or
+    None for anything else. Not str.isdigit() alone: it is also true of '²' and '٣', which int() then refuses
+    or reads as another digit. The length is looked at before int() reads the text, so a huge number costs
+    nothing."""
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(high)):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 class OptionError(ValueError):

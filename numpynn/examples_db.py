@@ -9,8 +9,10 @@ the same moment, and the server may be killed at any time. Every change is one t
 writers take turns, waiting up to BUSY_TIMEOUT); the journal is a write-ahead log (WAL), so a kill -9 leaves
 the last committed state and readers never wait for writers.
 
-Trust: a file that is not a SQLite database, or is damaged, raises ExamplesError (one line) and is never
-written to or replaced. The schema's version is kept in PRAGMA user_version; a version this numpynn does not
+Trust: a file that is not a SQLite database (or not a regular file at all: a FIFO would block the reader
+forever), or is damaged, raises ExamplesError (one line) and is never written to or replaced. Every row read is
+checked against what numpynn stores, as the table's CHECK constraints say it, since another program may have
+made or changed the file: a row outside them is a damaged file too. The schema's version is kept in PRAGMA user_version; a version this numpynn does not
 know is refused. Sizes are bounded: every blob is checked before it is stored (and again by the table's CHECK
 constraints), and the table holds at most MAX_EXAMPLES examples.
 
@@ -23,6 +25,7 @@ import contextlib
 import datetime
 import pathlib
 import sqlite3
+import stat
 
 import numpy as np
 
@@ -32,6 +35,8 @@ MAX_EXAMPLES = 100_000  # about 100 MB of pads at most; far more than anyone dra
 INPUT_BYTES = 28 * 28  # the prepared digit, one byte a pixel
 MAX_PAD_BYTES = 256 * 1024  # a 280x280 grey PNG is at most about 80 KB
 MAX_MODEL_NAME = 200  # as the server's model names
+MAX_CREATED = 40  # characters of the time stored, 2026-01-31T12:00:00+00:00
+MAX_ID = 2**63 - 1  # SQLite's largest integer; ids count up from 1
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one's transaction to end
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 
@@ -84,6 +89,7 @@ class Examples:
 
     def delete(self, example_id: int) -> bool:
         """Delete one example; False if there was none with that id."""
+        _check_id(example_id)
         if not self.exists():
             return False
         with self._transaction() as db:
@@ -105,6 +111,7 @@ class Examples:
         if self.exists():
             with self._transaction(write=False) as db:
                 for label, n in db.execute("SELECT label, count(*) FROM examples GROUP BY label") if db else ():
+                    self._check_row({"label": label})
                     counts[label] = n
         return counts
 
@@ -118,25 +125,40 @@ class Examples:
             cursor = db.execute("SELECT id, label, predicted, created, model FROM examples ORDER BY id LIMIT ?",
                                 (limit,))
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor]
+            return [self._check_row(dict(zip(names, row))) for row in cursor]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and labels, oldest first: images uint8 (N, 28, 28), labels uint8 (N,) (MNIST's layout)."""
         if not self.exists():
             return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
         with self._transaction(write=False) as db:
-            rows = db.execute("SELECT input, label FROM examples ORDER BY id").fetchall() if db else []
+            rows = db.execute("SELECT id, input, label FROM examples ORDER BY id").fetchall() if db else []
+        for example_id, input28, label in rows:  # before the bytes are joined and reshaped
+            self._check_row({"id": example_id, "input": input28, "label": label})
+        rows = [row[1:] for row in rows]
         images = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), 28, 28)  # (N, 28, 28)
         labels = np.array([r[1] for r in rows], np.uint8)                                           # (N,)
         return images, labels
 
     def pad(self, example_id: int) -> bytes | None:
         """The raw pad of one example, as the PNG stored (None if there is no such example)."""
+        _check_id(example_id)
         if not self.exists():
             return None
         with self._transaction(write=False) as db:
             row = db.execute("SELECT pad FROM examples WHERE id = ?", (int(example_id),)).fetchone() if db else None
-        return None if row is None else bytes(row[0])
+        return None if row is None else self._check_row({"id": example_id, "pad": row[0]})["pad"]
+
+    def _check_row(self, row: dict) -> dict:
+        """The row, if each of its columns holds what numpynn stores there (STORED); else ExamplesError saying
+        the file is damaged."""
+        for column, value in row.items():
+            ok, what = STORED[column]
+            if not ok(value):
+                which = f"example {row['id']}'s" if column != "id" and "id" in row else "an example's"
+                raise ExamplesError(f"{self.path}: damaged: {which} {column} is {_shown(value)}, not {what}; it "
+                                    f"is left as it is: move it aside to start a new one")
+        return row
 
     # ---------------------------------------------------------------------------------------------------
     # The connection
@@ -179,6 +201,9 @@ class Examples:
         """Refuse a file that is not SQLite before sqlite3 touches it (SQLite itself would refuse to use it too,
         but this says so in numpynn's words and never opens it for writing)."""
         try:
+            if not stat.S_ISREG(self.path.stat().st_mode):  # before open(): opening a FIFO waits for a writer
+                raise ExamplesError(f"{self.path}: not a regular file (a folder, a FIFO or a device); it is left "
+                                    f"as it is: move it aside to start a new one")
             with open(self.path, "rb") as f:
                 head = f.read(len(SQLITE_MAGIC))
         except FileNotFoundError:
@@ -232,4 +257,33 @@ def _check_example(input28, pad_png, label, predicted, model) -> None:
 
 def _is_digit(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value <= 9
+
+
+def _check_id(example_id) -> None:
+    if not (isinstance(example_id, (int, np.integer)) and not isinstance(example_id, bool)
+            and 1 <= example_id <= MAX_ID):
+        raise ExamplesError(f"example id {_shown(example_id)}: use a number from 1 to {MAX_ID} (see `numpynn "
+                            f"examples list`)")
+
+
+def _is_text(value, longest: int) -> bool:
+    return isinstance(value, str) and len(value) <= longest and value.isprintable()  # printed by `examples list`
+
+
+def _shown(value) -> str:
+    if isinstance(value, bytes):
+        return f"{len(value):,} bytes"
+    return repr(value)[:40]  # quoted and short: a value read from a file never reaches a terminal raw
+
+
+# What each column read must hold (the CHECK constraints of SCHEMA, and the types sqlite3 returns for them).
+STORED = {
+    "id": (lambda v: isinstance(v, int) and 1 <= v <= MAX_ID, f"a number from 1 to {MAX_ID}"),
+    "input": (lambda v: isinstance(v, bytes) and len(v) == INPUT_BYTES, f"{INPUT_BYTES} bytes (28x28)"),
+    "pad": (lambda v: isinstance(v, bytes) and len(v) <= MAX_PAD_BYTES, f"at most {MAX_PAD_BYTES:,} bytes"),
+    "label": (_is_digit, "a digit from 0 to 9"),
+    "predicted": (lambda v: v is None or _is_digit(v), "a digit from 0 to 9 or none"),
+    "created": (lambda v: _is_text(v, MAX_CREATED), f"printable text of at most {MAX_CREATED} characters"),
+    "model": (lambda v: _is_text(v, MAX_MODEL_NAME), f"printable text of at most {MAX_MODEL_NAME} characters"),
+}
 

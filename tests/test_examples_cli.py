@@ -63,6 +63,12 @@ def test_delete_one_and_all(capsys, models):
     (("delete",), 2, "give one example's ID"),
     (("delete", "1", "--all"), 2, "give one example's ID"),
     (("delete", "abc"), 2, "ID 'abc': give a number"),
+    (("delete", "²"), 2, "ID '²': give a number from 1 to 9223372036854775807"),  # str.isdigit() says yes
+    (("delete", "٣"), 2, "ID '٣': give a number from 1 to"),
+    (("delete", "１"), 2, "give a number from 1 to"),
+    (("delete", "0"), 2, "ID '0': give a number from 1 to"),
+    (("delete", "99999999999999999999999"), 2, "give a number from 1 to 9223372036854775807"),  # over SQLite's
+    (("delete", "9" * 5000), 2, "give a number from 1 to"),  # over int()'s 4,300 digits too
     (("list", "--all"), 2, "--all goes with delete"),
     (("list", "7"), 2, "list takes no argument"),
     (("export",), 2, "export needs a folder"),
@@ -79,6 +85,46 @@ def test_a_damaged_database_is_one_line_and_left_alone(capsys, tmp_path):
         code, _, err = run_cli(capsys, "examples", *argv, "--models", tmp_path)
         assert code == 1 and "not a SQLite database" in err and err.count("\n") == 1
     assert (tmp_path / "examples.sqlite").read_bytes() == b"garbage" * 100
+
+
+def test_a_database_with_a_row_numpynn_never_stores_is_one_line_and_export_writes_nothing(capsys, tmp_path):
+    from .test_examples_db import crafted
+
+    store = crafted(tmp_path / "models", label=12)
+    for argv in (("list",), ("list", "--json"), ("export", tmp_path / "out")):
+        code, out, err = run_cli(capsys, "examples", *argv, "--models", store.path.parent)
+        assert code == 1 and "damaged: example 2's label is 12" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_export_leaves_no_folder_behind(capsys, models, tmp_path, monkeypatch):
+    from numpynn.atomic import OutputError
+
+    written = []
+
+    def fails_second(path, data):  # the images are written, then the disk is full
+        if written:
+            raise OutputError(f"{path}: could not be written (No space left on device)")
+        written.append(path.write_bytes(data))
+        return path
+
+    monkeypatch.setattr(extra_data, "write_atomically", fails_second)
+    code, _, err = run_cli(capsys, "examples", "export", tmp_path / "out", "--models", models)
+    assert code != 0 and "No space left" in err and err.count("\n") == 1
+    assert written and not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before is the user's: left, whatever it holds
+    written.clear()
+    run_cli(capsys, "examples", "export", tmp_path / "mine", "--models", models)
+    assert (tmp_path / "mine").is_dir()
+
+
+@pytest.mark.parametrize("command", [("examples", "list"), ("serve",)])
+def test_models_naming_a_file_says_it_is_a_file(capsys, tmp_path, command):
+    (tmp_path / "m.npz").write_bytes(b"x")
+    code, _, err = run_cli(capsys, *command, "--models", tmp_path / "m.npz")
+    assert code == 2 and "a file, not a folder; give the folder" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, *command, "--models", tmp_path / "nothing")
+    assert code == 2 and "no such folder" in err
 
 
 def test_the_held_out_split_is_a_fifth_at_least_one_and_fixed_by_the_seed():

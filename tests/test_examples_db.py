@@ -193,3 +193,76 @@ def test_kill_9_in_the_middle_of_writing_leaves_every_committed_example(tmp_path
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.add(INPUT, b"", 0, 0, "after")  # and it takes new ones
     assert store.counts()[0] == 1
+
+
+def crafted(folder, **values):
+    """An examples.sqlite that passes every check of the file (SQLite, user_version 1, one table `examples`) but
+    whose table has no CHECK constraints (another program made it), holding one good row and one with `values`."""
+    folder.mkdir(exist_ok=True)
+    with sqlite3.connect(folder / "examples.sqlite") as db:
+        db.execute("CREATE TABLE examples (id INTEGER PRIMARY KEY AUTOINCREMENT, input BLOB, pad BLOB, label, "
+                   "predicted, created, model)")
+        good = dict(input=INPUT, pad=b"", label=1, predicted=1, created="2026-01-01T00:00:00+00:00", model="m")
+        for row in (good, {**good, **values}):
+            db.execute("INSERT INTO examples (input, pad, label, predicted, created, model) VALUES (?, ?, ?, ?, ?, ?)",
+                       tuple(row.values()))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.close()
+    return Examples(folder)
+
+
+@pytest.mark.parametrize("column, value, reads", [
+    ("label", 12, "counts rows arrays"), ("label", -1, "counts rows arrays"), ("label", "seven", "counts rows arrays"),
+    ("label", 3.0, "counts rows arrays"), ("label", None, "counts rows arrays"), ("label", b"\x03", "rows arrays"),
+    ("predicted", 10, "rows"), ("predicted", "7", "rows"),
+    ("input", bytes(10), "arrays"), ("input", bytes(785), "arrays"), ("input", "x" * 784, "arrays"),
+    ("input", None, "arrays"),
+    ("pad", "a picture", "pad"), ("pad", bytes(MAX_PAD_BYTES + 1), "pad"), ("pad", 5, "pad"),
+    ("created", "\x1b]0;pwned\x07", "rows"), ("created", "x" * 1000, "rows"), ("created", 2026, "rows"),
+    ("model", "m" * 201, "rows"), ("model", "\x1b[2J", "rows"), ("model", None, "rows"),
+])
+def test_rows_outside_the_schemas_checks_are_a_damaged_file_in_one_line(tmp_path, column, value, reads):
+    store = crafted(tmp_path / "models", **{column: value})
+    before = store.path.read_bytes()
+    for read in reads.split():
+        work = (lambda: store.pad(2)) if read == "pad" else getattr(store, read)
+        with pytest.raises(ExamplesError) as error:
+            work()
+        line = str(error.value)
+        assert line.startswith(f"{store.path}: damaged: ") and column in line and "move it aside" in line, line
+        assert "\n" not in line and "\x1b" not in line and len(line) < 400
+    assert store.pad(1) == b""  # a good row still reads
+    assert store.path.read_bytes() == before
+
+
+def test_a_fifo_or_a_folder_in_the_files_place_is_refused_without_opening_it(tmp_path):
+    fifo, folder = tmp_path / "fifo", tmp_path / "folder"
+    fifo.mkdir()
+    os.mkfifo(fifo / "examples.sqlite")  # opening it for reading would wait for a writer forever
+    (folder / "examples.sqlite").mkdir(parents=True)
+    for place in (fifo, folder):
+        store, errors = Examples(place), []
+
+        def read_and_write():
+            for work in (store.counts, store.rows, store.arrays, lambda: store.pad(1), store.delete_all,
+                         lambda: store.add(INPUT, b"", 1, 1, "m")):
+                try:
+                    work()
+                except ExamplesError as error:
+                    errors.append(str(error))
+
+        worker = threading.Thread(target=read_and_write, daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), f"{place.name}: hangs"
+        assert len(errors) == 6 and all("not a regular file" in e and "\n" not in e for e in errors), errors
+
+
+@pytest.mark.parametrize("example_id", [0, -1, 2**63, 10**30, True, 1.0, "1"])
+def test_an_id_out_of_sqlites_range_is_one_line(tmp_path, example_id):
+    store = Examples(tmp_path)
+    store.add(INPUT, b"", 1, 1, "m")
+    for work in (store.delete, store.pad):
+        with pytest.raises(ExamplesError, match="example id .*: use a number from 1 to 9223372036854775807"):
+            work(example_id)
+    assert store.counts()[1] == 1

@@ -141,6 +141,30 @@ def test_a_damaged_database_is_a_409_without_the_servers_paths_and_is_left_alone
     assert str(folder) in capsys.readouterr().err  # the server's own log says where
 
 
+@pytest.mark.parametrize("damage", ["row", "fifo"])
+def test_a_database_with_a_bad_row_or_a_fifo_in_its_place_is_a_409_not_a_500_or_a_hang(client, folder, damage):
+    import os
+    import threading
+
+    from .test_examples_db import crafted
+
+    if damage == "row":  # passes the file's checks, holds a label its CHECK constraint would refuse
+        crafted(folder, label=12)
+    else:
+        os.mkfifo(folder / "examples.sqlite")  # opened, it would hold one of the server's threads forever
+    answers = []
+    asking = threading.Thread(target=lambda: answers.extend([client.get("/api/examples"),
+                                                             client.post("/api/examples", json=body()),
+                                                             client.delete("/api/examples?id=1")]), daemon=True)
+    asking.start()
+    asking.join(timeout=20)
+    assert len(answers) == 3, "hangs"
+    for response in answers:
+        assert response.status_code == 409, response.text
+        detail = response.json()["detail"]
+        assert detail.startswith("examples.sqlite: ") and str(folder) not in detail and "move it aside" in detail
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The Learn tab: start from a model, include my examples
 

@@ -172,6 +172,60 @@ def test_predict_needs_no_token_from_scripts(bare):
     assert raw.status_code == 200
 
 
+@pytest.mark.parametrize("name, values", [
+    ("Host", ["attacker.example", "127.0.0.1:8000"]), ("Host", ["127.0.0.1:8000", "attacker.example"]),
+    ("Host", ["127.0.0.1:8000", "127.0.0.1:8000"]),
+    ("Origin", ["http://attacker.example", URL]), ("Origin", [URL, "http://attacker.example"]),
+    ("Sec-Fetch-Site", ["cross-site", "same-origin"]), ("sec-fetch-site", ["same-origin", "none"]),
+    ("Content-Type", ["text/plain", "application/json"]), ("X-Numpynn-Token", ["wrong", None]),
+])
+def test_a_request_that_repeats_a_header_the_guard_reads_is_refused(client, app, name, values):
+    # With two, the guard would read the last (a dict) while the app reads the first: say no to both.
+    values = [app.state.token if v is None else v for v in values]
+    headers = [(k, v) for k, v in client.headers.items() if k.lower() not in ("host", name.lower())]
+    if name != "Host":
+        headers.append(("Host", "127.0.0.1:8000"))
+    for method, path in (("GET", "/api/models"), ("POST", "/api/train"), ("POST", "/api/predict")):
+        response = client.request(method, path, content=b"{}", headers=[*headers, *((name, v) for v in values)])
+        assert response.status_code == 400, (method, path, response.text)
+        assert response.json() == {"detail": f"the request has more than one {name.title()} header; send one"}
+    assert client.get("/api/train").json()["state"] == "idle"
+
+
+@pytest.mark.parametrize("toward", ["²", "¹", "٣", "１", "10", "-1", "a", "", " 3", "3 ", "9" * 5000])
+def test_toward_is_one_ascii_digit(client, caplog, toward):
+    # '²' and '٣' pass str.isdigit(); int() then refuses the first and reads the second as 3
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/api/predict", params={"toward": toward}, content=bytes(784),
+                               headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 422 and response.json()["detail"].endswith(": use a digit from 0 to 9")
+    assert not caplog.records
+    assert client.post("/api/predict?toward=3", json={"pixels": seven(28).tolist()}).json()["toward"]["digit"] == 3
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_error_of_the_server(app, caplog):
+    """A prediction whose client disconnects after 100 of its 784 bytes: nothing answered, no traceback logged."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"", "root_path": "",
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/octet-stream"),
+                         (b"content-length", b"784")]}
+    messages = iter([{"type": "http.request", "body": bytes(100), "more_body": True}, {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level(logging.DEBUG, logger="numpynn"):
+        asyncio.run(app.build_middleware_stack()(scope, receive, send))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.text
+    assert len(caplog.records) <= 1 and all("\n" not in r.getMessage() for r in caplog.records)
+    assert not [m for m in sent if m.get("status", 0) >= 500]
+
+
 def test_the_page_carries_the_token_and_keeps_out_of_other_sites_frames(client, app):
     page = client.get("/")
     assert f'<meta name="numpynn-token" content="{app.state.token}">' in page.text

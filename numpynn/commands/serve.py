@@ -17,8 +17,7 @@ def cmd_serve(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range: use 1 to 65535 (or 0 for any free port)")
-    if args.models is not None and not pathlib.Path(args.models).is_dir():
-        raise UsageError(f"--models {args.models}: no such folder; create it first or leave --models out")
+    check_models_folder(args.models, "create it first or leave --models out")
     for name in args.allow_host:
         if not name or any(c in name for c in "/:@ []"):
             raise UsageError(f"--allow-host {name!r}: give a host name, such as mybox.lan (no port, no scheme)")
@@ -79,6 +78,17 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def check_models_folder(models, fix: str) -> None:
+    """UsageError unless --models (if given) names a folder; `fix` says what to do when it does not exist."""
+    import pathlib
+
+    if models is None or pathlib.Path(models).is_dir():
+        return
+    if pathlib.Path(models).exists():
+        raise UsageError(f"--models {models}: a file, not a folder; give the folder that holds the models")
+    raise UsageError(f"--models {models}: no such folder; {fix}")
+
+
 def _builtin_for_serve(model):
     """(path, header) of the built-in model for `numpynn serve`, loaded now so that a damaged one fails in one
     line before anything starts; None if it is missing or damaged and MODEL was given (MODEL is enough)."""
@@ -96,15 +106,16 @@ def _builtin_for_serve(model):
 def cmd_examples(args) -> int:
     """numpynn examples list | delete ID | delete --all | export DIR: the digits stored from the page."""
     import pathlib
+    import shutil
 
     import numpy as np
 
     from .. import extra_data
-    from ..examples_db import Examples, ExamplesError
+    from ..checks import whole_number
+    from ..examples_db import MAX_ID, Examples, ExamplesError
     from ..web.registry import default_models_dir
 
-    if args.models is not None and not pathlib.Path(args.models).is_dir():
-        raise UsageError(f"--models {args.models}: no such folder; give the folder `numpynn serve` uses")
+    check_models_folder(args.models, "give the folder `numpynn serve` uses")
     store = Examples(pathlib.Path(args.models) if args.models else default_models_dir())
     if args.all and args.action != "delete":
         raise UsageError("--all goes with delete: numpynn examples delete --all")
@@ -127,11 +138,13 @@ def cmd_examples(args) -> int:
             if args.all:
                 print(f"Deleted {store.delete_all()} examples from {store.path}")
             else:
-                if not args.target.isdigit():
-                    raise UsageError(f"ID {args.target!r}: give a number from `numpynn examples list`")
-                if not store.delete(int(args.target)):
-                    raise CommandError(f"no example {args.target} in {store.path} (see `numpynn examples list`)")
-                print(f"Deleted example {args.target}")
+                example_id = whole_number(args.target, 1, MAX_ID)  # ASCII digits only: not '²'
+                if example_id is None:
+                    raise UsageError(f"ID {args.target[:40]!r}: give a number from 1 to {MAX_ID}, as `numpynn "
+                                     f"examples list` shows them")
+                if not store.delete(example_id):
+                    raise CommandError(f"no example {example_id} in {store.path} (see `numpynn examples list`)")
+                print(f"Deleted example {example_id}")
         else:
             if args.target is None:
                 raise UsageError("export needs a folder: numpynn examples export DIR")
@@ -140,8 +153,14 @@ def cmd_examples(args) -> int:
             if not len(labels):
                 raise CommandError(f"no examples in {store.path}; confirm or correct some answers on the page's "
                                    f"Draw tab first")
+            made = not pathlib.Path(folder).exists()
             make_folder(folder)
-            paths = extra_data.export(folder, images, labels)
+            try:
+                paths = extra_data.export(folder, images, labels)
+            except BaseException:
+                if made:  # nothing half-written: the folder this export made goes, with what it holds
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
             print(f"Wrote {len(labels)} examples to {paths[0]} and {paths[1]} (per label 0-9: "
                   f"{' '.join(map(str, np.bincount(labels, minlength=10)))}); train with "
                   f"`numpynn train --extra-data {folder}`")

@@ -51,6 +51,7 @@ from pydantic import ConfigDict, create_model
 
 from .. import __version__
 from ..abstain import apply_rule
+from ..checks import whole_number
 from ..examples_db import Examples
 from ..images import ImageError, prepare
 from .answers import INTERNAL, Invalid, find_model, log, numpy_json, rounded
@@ -121,9 +122,12 @@ def explain_options(query) -> tuple[bool, int | None]:
     why, toward = query.get("why", "0"), query.get("toward")
     if why not in ("0", "1"):
         raise Invalid(f"why={why[:20]!r}: use why=1 for the saliency map, or leave it out")
-    if toward is not None and (len(toward) != 1 or not toward.isdigit()):
+    if toward is None:
+        return why == "1", None
+    digit = whole_number(toward, 0, 9) if len(toward) == 1 else None  # ASCII 0-9 only: not '²'
+    if digit is None:
         raise Invalid(f"toward={toward[:20]!r}: use a digit from 0 to 9")
-    return why == "1", None if toward is None else int(toward)
+    return why == "1", digit
 
 
 def _blank_or_422(error: ImageError, model: str):

@@ -26,7 +26,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..examples_db import FILE_NAME, MAX_EXAMPLES, Examples, ExamplesError
+from ..examples_db import FILE_NAME, MAX_EXAMPLES, MAX_ID, Examples, ExamplesError
 from ..images import ImageError, prepare
 from .answers import Invalid, find_model
 from .pictures import SIDES, read_raw
@@ -79,7 +79,7 @@ def add_routes(app: FastAPI, models, examples: Examples, turns) -> None:
         return await run_in_threadpool(store)
 
     @app.delete("/api/examples", summary="Delete one of your examples (?id=N), or all of them (?all=true)")
-    def delete_examples(id: int | None = Query(None, ge=1, le=2**62), all: bool = False):
+    def delete_examples(id: int | None = Query(None, ge=1, le=MAX_ID), all: bool = False):
         if (id is None) == (not all):
             raise Invalid("give ?id=N to delete one example, or ?all=true to delete every one")
         if all:

@@ -17,6 +17,8 @@ rebinding) can even read the answers. The Guard middleware stops both, before an
    reads), and the body must be JSON (an empty body too for stop). A web page cannot send that header to
    another origin without asking first (a CORS preflight), and this server never says yes; a form or a
    text/plain body, which a page can send without asking, is refused with 415.
+A request that repeats a header these checks read (Host, Origin, Sec-Fetch-Site, Content-Type, the token) gets
+400 before any of them: with two, one part of the server could read one and another part the other.
 
 POST /api/predict changes nothing on the server, so it needs no token: curl and scripts use it as they are, and
 a browser's cross-site request to it is refused by check 2. Scripts that start training read the token from
@@ -32,11 +34,15 @@ import json
 import secrets
 import socket
 
+from ..checks import whole_number
+
 TOKEN_HEADER = "x-numpynn-token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 # The routes that need the token, and the content types their bodies may have ("" = no body).
 TOKEN_ROUTES = {"/api/train": ("application/json",), "/api/train/stop": ("application/json", ""),
                 "/api/examples": ("application/json", "")}  # POST a JSON example; DELETE with no body
+# The headers the checks read: a request that repeats one of them is refused (400), whatever the values.
+CHECKED = frozenset({b"host", b"origin", b"sec-fetch-site", b"content-type", TOKEN_HEADER.encode()})
 
 
 def new_token() -> str:
@@ -63,13 +69,17 @@ def host_allowed(value: str, names: frozenset[str]) -> bool:
     """Whether a Host header ('name', 'name:port', 'v4:port', '[v6]:port') names this server."""
     if value.startswith("["):  # an IPv6 address
         address, bracket, port = value[1:].partition("]")
-        if not bracket or (port and not (port[0] == ":" and port[1:].isdigit() and port[1:].isascii())):
+        if not bracket or (port and not (port[0] == ":" and _is_port(port[1:]))):
             return False
         return _is_address(address)
     name, colon, port = value.partition(":")
-    if colon and not (port.isdigit() and port.isascii()):
+    if colon and not _is_port(port):
         return False
     return name.lower() in names or _is_address(name)
+
+
+def _is_port(text: str) -> bool:
+    return whole_number(text, 0, 65535) is not None  # ASCII digits only: not '８０' or '²'
 
 
 def _is_address(text: str) -> bool:
@@ -90,7 +100,9 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):  # lifespan
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])  # the last of a repeated header wins; none of these may repeat
+        headers, repeated = _single_headers(scope["headers"])
+        if repeated:  # which one would count? Servers and proxies disagree, so none does (RFC 9110, 5.3)
+            return await _refuse(scope, send, 400, f"the request has more than one {repeated} header; send one")
         host = headers.get(b"host", b"").decode("latin-1")
         if not host_allowed(host, self.names):
             return await _refuse(scope, send, 421, _wrong_host(host))
@@ -129,6 +141,18 @@ class Guard:
             return 403, ("X-Numpynn-Token does not match this server's token; use the one `numpynn serve` printed "
                          "at its start (it changes at every start unless $NUMPYNN_TOKEN sets it)")
         return 200, None
+
+
+def _single_headers(raw) -> tuple[dict, str | None]:
+    """The request's headers as a dict (name -> value), and the name of a header that CHECKED holds and the
+    request repeats (None if none does). A dict alone keeps the last of a repeated header, while the app behind
+    reads the first: `Host: evil.com` then `Host: 127.0.0.1` would pass here and mean evil.com there."""
+    headers = {}
+    for name, value in raw:  # ASGI gives the names in lower case
+        if name in headers and name in CHECKED:
+            return headers, name.decode("latin-1").title()  # Host, Sec-Fetch-Site, X-Numpynn-Token
+        headers[name] = value
+    return headers, None
 
 
 def _wrong_host(host: str) -> str:
