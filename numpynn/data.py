@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import require
+from .checks import require, whole_number
 from .idx import GZIP_MAGIC, DataError, check_pair, read_idx, read_npz
 from .shapes import DEV_SIZE  # training images held out as the dev set, unless a caller says otherwise
 
@@ -316,7 +316,7 @@ def _transfer(url, out, name, progress, timeout):
     received = 0
     with urllib.request.urlopen(url, timeout=timeout) as response:
         length = response.headers.get("Content-Length", "")
-        total = int(length) if length.isdigit() else None
+        total = whole_number(length, 0, 1 << 40)  # only for the bar: a missing or odd length shows none
         with tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
                   disable=not progress) as bar:
             while chunk := response.read(_CHUNK):

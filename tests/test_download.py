@@ -47,7 +47,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", self.server.lengths.get(self.path, str(len(body))))
         self.end_headers()
         # A cut transfer: promise the whole body, send half, and close (HTTP/1.0 closes after each reply).
         self.wfile.write(body[: len(body) // 2] if self.path in self.server.cut else body)
@@ -65,6 +65,7 @@ def serve():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.files, server.cut, server.requests = dict(files), set(cut), []
+        server.lengths = {}  # path: the Content-Length header to send instead of the body's length
         # A short poll interval: shutdown() waits for it, 0.5 s by default, after every test.
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(server)
@@ -135,6 +136,19 @@ def test_download_function_with_progress_bar(serve, monkeypatch, tmp_path, capsy
     assert sorted(p.name for p in dest.iterdir()) == sorted(NAMES.values())
     assert (dest / NAMES["train_images"]).read_bytes() == gz["train_images"]   # stored as served, .gz
     assert NAMES["train_images"] in capsys.readouterr().err                     # tqdm writes to stderr
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "12x", "-5", "99999999999999999999999999"])
+def test_a_mirror_that_states_an_odd_length_is_read_to_its_end(serve, monkeypatch, tmp_path, length):
+    """The length only sizes the progress bar: one that is not ASCII digits ('\u00b2' is a digit to str.isdigit)
+    or is absurd shows no total, and the file is still read and checked."""
+    _, content, gz = generate()
+    url, server = serve(served(gz))
+    server.lengths = {path: length for path in server.files}
+    use(monkeypatch, "mnist", ["http://unused.invalid/"], sha256(content))
+    dest = tmp_path / "new"
+    assert download("mnist", dest, mirrors=[url], progress=True) == dest
+    assert (dest / NAMES["train_images"]).read_bytes() == gz["train_images"]
 
 
 def test_checksum_mismatch_leaves_nothing(serve, monkeypatch, tmp_path):
