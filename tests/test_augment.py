@@ -289,7 +289,7 @@ def test_augment_preview_parameters_change_the_picture(tmp_path, tiny_mnist, cap
         (["--n", "many"], 2, "--n: invalid int value"),
         (["--out", "grid.jpg"], 2, "give a name ending in .png"),
         (["--out", "missing/grid.png"], 2, "no such folder"),
-        (["--out", "a-folder.png"], 1, "cannot write it"),
+        (["--out", "a-folder.png"], 2, "a folder or other non-regular file is there"),  # before any work
         (["--data", "no-data-here"], 1, "does not exist"),
     ],
 )
