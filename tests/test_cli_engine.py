@@ -108,6 +108,16 @@ def test_a_hostile_toml_file_is_one_line_saying_what_is_wrong(tmp_path, capsys, 
                        "--out", tmp_path / "m.npz")
     assert code == 2 and err.startswith("numpynn: error: ") and err.count("\n") == 1, err
     assert words in err and "unexpected" not in err, err
+    assert err.startswith(f"numpynn: error: --config {tmp_path / 'c.toml'}: "), err  # the file, not a flag, is named
+
+
+def test_a_bad_value_is_named_where_the_user_gave_it_the_file_or_the_flag(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("epochs = 0\n")
+    argv = ["train", "--data", tmp_path / "no-data", "--out", tmp_path / "m.npz", "--config", tmp_path / "c.toml"]
+    err = run(capsys, *argv)[2]
+    assert err.startswith(f"numpynn: error: --config {tmp_path / 'c.toml'}: epochs = 0"), err
+    err = run(capsys, *argv, "--epochs", "-1")[2]  # the typed flag wins over the file, and is what is wrong
+    assert err.startswith("numpynn: error: --epochs = -1"), err
 
 
 @pytest.mark.parametrize("lr", ["1e308", "1e7", "inf", "nan", "0"])

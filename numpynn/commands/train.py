@@ -18,13 +18,15 @@ def train_config(args):
     from ..config import NotAnOption, make_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
-    values = {**(_read_toml(args.config) if args.config else {}),
-              **{name: getattr(args, name) for name in names if hasattr(args, name)}}
+    typed = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values = {**(_read_toml(args.config) if args.config else {}), **typed}
     try:
         return make_config(values.pop("preset", "mlp"), **values)
     except NotAnOption as error:  # a name in the --config file: it has no flag to name
         raise UsageError(f"--config {args.config}: {error}") from None
-    except OptionError as error:
+    except OptionError as error:  # named as the user gave it: a flag typed, or a line of the --config file
+        if args.config and error.name not in typed:
+            raise UsageError(f"--config {args.config}: {error}") from None
         raise flag_error(error) from None
 
 
