@@ -57,7 +57,7 @@ import time
 from dataclasses import fields
 
 from .atomic import write_atomically
-from .checks import OptionError, shown
+from .checks import OptionError, shown, whole_number
 from .config import NotAnOption, TomlFileError, TrainConfig, kind_of, make_config, read_toml
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform")
@@ -243,11 +243,12 @@ def connect(address: str | None, workers: int | None):
     if ray.is_initialized():  # a caller (a test, a notebook) started it: use it as it is
         return lambda: None
     if address not in (None, "auto"):
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()):  # "²" is a digit to isdigit, not to int
+        host, _, text = address.removeprefix("ray://").rpartition(":")
+        port = whole_number(text, 1, 65535)  # ASCII digits only ("²" is a digit to isdigit), a port's range
+        if not host or port is None:
             raise SweepError(f"--address {address}: give auto, host:port or ray://host:port")
         try:  # a quick look first: Ray's own connection retries for minutes before it gives up
-            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            socket.create_connection((host.strip("[]"), port), timeout=5).close()
         except OSError as error:
             raise SweepError(f"--address {address}: cannot reach the Ray cluster ({error.strerror or error}); "
                              "is `ray start --head` running there, and the port open?") from None

@@ -156,7 +156,8 @@ def free_port() -> int:
 @pytest.mark.parametrize("address, message", [("127.0.0.1:{port}", "cannot reach the Ray cluster"),
                                               ("ray://127.0.0.1:{port}", "cannot reach the Ray cluster"),
                                               ("nonsense", "give auto, host:port or ray://host:port"),
-                                              ("localhost:²", "give auto, host:port or ray://host:port")])
+                                              ("localhost:²", "give auto, host:port or ray://host:port"),
+                                              ("127.0.0.1:99999", "give auto, host:port or ray://host:port")])
 def test_an_unreachable_cluster_is_one_line(tmp_path, capsys, address, message):
     path = space_file(tmp_path, "lr = { choice = [0.1] }")
     code, _, err = run(capsys, "sweep", path, "--out", tmp_path / "out", "--address", address.format(port=free_port()))
