@@ -23,6 +23,7 @@ from .data import DEV_SIZE
 from .layers import INITS, Dropout
 from .model import ACTIVATIONS, Sequential, mlp
 from .optim import SCHEDULES, SGD, Adam, AdamW, make_schedule
+from .widthnorm import WidthNorm
 
 from .shapes import D, K  # MNIST's inputs and classes: the defaults; fit() works for any D and K
 
@@ -78,6 +79,9 @@ class TrainConfig:
     padding: str = _opt("valid", "cnn: valid: no padding, each 5x5 convolution trims 2 pixels per side; "
                         "same: 2 rows of zeros around the image, so it keeps its size", choices=("valid", "same"))
     hidden: tuple[int, ...] = _opt((800,), "hidden (dense) layer widths, comma-separated, e.g. 256,128")
+    width_norm: int = _opt(0, "first re-scale each digit's ink sideways to this many pixels (a WidthNorm first "
+                           "layer, widthnorm.py; Ciresan et al. 2012 used 10 to 20), in the model, so it is "
+                           "applied wherever the model runs (0: off)")
     activation: str = _opt("relu", "hidden activation", choices=tuple(ACTIVATIONS))
     init: str = _opt("he", "weight initialisation", choices=INITS)
     dropout: float = _opt(0.0, "dropout probability after each hidden activation (0: none)")
@@ -146,6 +150,8 @@ class TrainConfig:
             ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
             ("clip_norm", math.isfinite(self.clip_norm) and self.clip_norm >= 0, "use 0 (off) or more"),
             ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)"),
+            ("width_norm", 0 <= self.width_norm <= math.isqrt(D), f"use 0 (off) or a width of 1 to {math.isqrt(D)} pixels, "
+             "e.g. 16"),
             ("batch_size", self.batch_size >= 1, "use 1 or more"),
             ("threads", 1 <= self.threads <= 256, "use 1 (no slices) or more, e.g. the number of cores"),
             ("epochs", self.epochs >= 1, "use 1 or more"),
@@ -319,6 +325,17 @@ def config_from_json(data: dict) -> TrainConfig:
 
 
 def build_model(config: TrainConfig, rng: np.random.Generator, D: int = D, K: int = K) -> Sequential:
+    """The config's network with its initial weights drawn by rng; with --width-norm, WidthNorm comes first."""
+    model = _network(config, rng, D, K)
+    if config.width_norm:
+        side = math.isqrt(D)
+        require(side * side == D, "width_norm", config.width_norm,
+                f"width normalisation needs square images; {D} inputs are not (use --width-norm 0)")
+        model.layers.insert(0, WidthNorm(config.width_norm, side))
+    return model
+
+
+def _network(config: TrainConfig, rng: np.random.Generator, D: int, K: int) -> Sequential:
     if config.architecture == "mlp":
         return mlp([D, *config.hidden, K], activation=config.activation, init=config.init,
                    dropout=config.dropout, batchnorm=config.batchnorm, rng=rng)

@@ -19,6 +19,9 @@ The graph computes what model.forward(X, train=False) and model.predict_proba(X)
     GlobalAvgPool          GlobalAveragePool, then Flatten: (N, C, 1, 1) -> (N, C)
     Flatten      Flatten(axis = 1)
     Unflatten    Reshape to (-1, C, H, W)
+    WidthNorm    its equations (widthnorm.py) as nodes: ReduceMax finds each image's brightest pixel and its ink
+                 columns, ArgMax the first and last of them, Min, Max and Relu build M from the interval
+                 overlaps, Where keeps an inkless image as it is, and MatMul gives X M^T, row by row
 
 An ensemble (ensemble.py) becomes each member's layers, names prefixed member<m>/, then
     logits = ReduceLogSumExp over m of LogSoftmax(Z_m / T_m), minus log M     (log of the mean probability)
@@ -42,6 +45,7 @@ import numpy as np
 from . import __version__
 from .conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool, MaxPool2D, Unflatten
 from .layers import BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .widthnorm import INK, WidthNorm
 
 # Opset 21 (ONNX 1.16, IR version 10): every operator above is older than it, onnxruntime has run it since
 # 1.18, and onnxruntime-web runs it too. A newer opset would gain nothing here and shut out older runtimes.
@@ -118,6 +122,8 @@ def _layer_nodes(model, D: int, prefix: str, output: str, nodes: list, weights: 
             X = node("Flatten", [X], i, layer, axis=1)
         elif kind is Unflatten:
             X = node("Reshape", [X, weight(i, "shape", np.array([-1, *layer.shape], np.int64))], i, layer)
+        elif kind is WidthNorm:
+            X = _width_norm_nodes(X, layer, f"{prefix}{i}.WidthNorm.", nodes, weights)
         else:
             raise ExportError(f"layer {i} ({kind.__name__}) has no ONNX form in numpynn's exporter; it exports "
                               f"{', '.join(cls.__name__ for cls in EXPORTABLE)}")
@@ -202,7 +208,63 @@ def _ensemble_nodes(ensemble, D: int, nodes: list, weights: list) -> int:
 
 
 EXPORTABLE = (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, BatchNorm, Conv2D, MaxPool2D, AvgPool2D,
-              GlobalAvgPool, Flatten, Unflatten)
+              GlobalAvgPool, Flatten, Unflatten, WidthNorm)
+
+
+def _width_norm_nodes(X: str, layer, name: str, nodes: list, weights: list) -> str:
+    """WidthNorm's nodes, from rows X (N, side*side) to rows again, step by step as widthnorm.width_maps
+    computes M (every name starts with `name`). Returns the output's name."""
+    from onnx import helper, numpy_helper
+
+    side, w = layer.side, float(layer.width)
+
+    def op(kind: str, inputs: list, out: str, **attributes) -> str:
+        nodes.append(helper.make_node(kind, inputs, [name + out], name=name + out, **attributes))
+        return name + out
+
+    def const(out: str, array) -> str:
+        weights.append(numpy_helper.from_array(np.asarray(array), name + out))
+        return name + out
+
+    f32 = np.float32
+    images = op("Reshape", [X, const("image_shape", np.array([-1, side, side], np.int64))], "images")  # (N, s, s)
+    brightest = op("ReduceMax", [images, const("axes_hw", np.array([1, 2], np.int64))], "brightest")  # (N, 1, 1)
+    above = op("Greater", [images, op("Mul", [brightest, const("ink_fraction", f32(INK))], "threshold")], "above")
+    lit = op("Greater", [brightest, const("zero", f32(0))], "lit")  # (N, 1, 1) bool: not all black
+    ink = op("Cast", [op("And", [above, lit], "ink_bool")], "ink", to=onnx_float())  # (N, s, s) 0 or 1
+    columns = op("ReduceMax", [ink, const("axes_h", np.array([1], np.int64))], "columns")  # (N, 1, s)
+    has_ink = op("Cast", [op("ReduceMax", [columns, const("axes_w", np.array([2], np.int64))], "any")],
+                 "has_ink", to=onnx_bool())  # (N, 1, 1)
+
+    def column(out: str, last: int) -> str:  # (N, 1, 1) the first (last=0) or last (last=1) column with ink
+        index = op("ArgMax", [columns], out + "_index", axis=2, keepdims=1, select_last_index=last)
+        return op("Cast", [index], out, to=onnx_float())
+
+    c0, c1 = column("c0", 0), column("c1", 1)
+    one = const("one", f32(1))
+    b = op("Sub", [op("Add", [c1, one], "c1_plus_1"), c0], "b")  # (N, 1, 1) the ink's width
+    c = op("Div", [op("Add", [c0, op("Add", [c1, one], "c1_end")], "c_sum"), const("two", f32(2))], "c")
+    step = op("Div", [b, const("width", f32(w))], "step")  # (N, 1, 1)
+    start = op("Sub", [c, const("half_width", f32(w / 2))], "start")  # (N, 1, 1) where the ink's w columns begin
+    j = const("j", np.arange(side, dtype=f32).reshape(1, side, 1))
+    i = const("i", np.arange(side, dtype=f32).reshape(1, 1, side))
+    u = op("Add", [c0, op("Mul", [op("Sub", [j, start], "j_from_start"), step], "offset")], "u")  # (N, s, 1)
+    overlap = op("Sub", [op("Min", [op("Add", [u, step], "u_end"), op("Add", [i, one], "i_end")], "right"),
+                         op("Max", [u, i], "left")], "overlap")  # (N, s, s)
+    M = op("Div", [op("Relu", [overlap], "clipped"), step], "M_ink")
+    M = op("Where", [has_ink, M, const("identity", np.eye(side, dtype=f32))], "M")  # (N, s_out, s_in)
+    Y = op("MatMul", [images, op("Transpose", [M], "M_T", perm=[0, 2, 1])], "Y")  # (N, s, s)  X M^T
+    return op("Reshape", [Y, const("row_shape", np.array([-1, side * side], np.int64))], "rows")
+
+
+def onnx_float() -> int:
+    from onnx import TensorProto
+    return TensorProto.FLOAT
+
+
+def onnx_bool() -> int:
+    from onnx import TensorProto
+    return TensorProto.BOOL
 
 
 def _shapes(model, D: int) -> list[tuple]:

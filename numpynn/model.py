@@ -21,8 +21,10 @@ from .conv import CONV_LAYERS
 from .layers import LAYERS, BatchNorm, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import softmax
 from .shapes import D, K
+from .widthnorm import PREPROCESSING_LAYERS
 
-LAYERS = {**LAYERS, **CONV_LAYERS}  # every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
+# every layer from_spec can rebuild; numpynn.layers.LAYERS stays dense-only
+LAYERS = {**LAYERS, **CONV_LAYERS, **PREPROCESSING_LAYERS}
 
 
 class Classifier:

@@ -23,6 +23,7 @@ from numpynn.model import LAYERS, Sequential, mlp
 from numpynn.models import builtin_path
 from numpynn.optim import Adam
 from numpynn.train import build_model, make_config
+from numpynn.widthnorm import WidthNorm
 
 from .conftest import run_cli
 
@@ -39,8 +40,10 @@ def mnist(mnist_dir):
 def every_layer(rng) -> Sequential:
     """One chain with every layer numpynn has, and the options that change the graph: a stride-2 convolution,
     'same' padding, an average pool with stride 1, a max pool of 3 with stride 2, both ways from images to rows
-    (Flatten and GlobalAvgPool, with an Unflatten between), LeakyReLU's slope, BatchNorm and Dropout."""
+    (Flatten and GlobalAvgPool, with an Unflatten between), LeakyReLU's slope, BatchNorm and Dropout, and first
+    WidthNorm (test_widthnorm.py also runs its graph on images with no ink, one pixel, and all white)."""
     return Sequential([
+        WidthNorm(12),  # (N, 784) every digit's ink 12 columns wide
         Unflatten((1, 28, 28)),
         Conv2D(1, 4, 3, stride=2, padding=1, rng=rng),  # (N, 4, 14, 14)
         LeakyReLU(0.2),
@@ -117,7 +120,7 @@ def test_onnxruntime_computes_what_numpynn_computes_on_all_10000_test_images(mod
 
 def test_the_trained_models_are_not_trivial(models):
     """What the comparison above relies on: BatchNorm's running statistics moved from their initial 0 and 1."""
-    batchnorm = models["every layer"].layers[9]
+    batchnorm = models["every layer"].layers[10]
     assert isinstance(batchnorm, BatchNorm)
     assert np.abs(batchnorm.buffers["running_mean"]).max() > 0.05
     assert np.abs(batchnorm.buffers["running_var"] - 1).max() > 0.05

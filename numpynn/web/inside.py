@@ -21,6 +21,7 @@ from ..shapes import SIDE, D, K  # what the page draws and shows: 28x28 digits, 
 ACTIVATIONS = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh"}
 POOLS = {"MaxPool2D", "AvgPool2D", "GlobalAvgPool"}
 PASS_THROUGH = {"Dropout", "BatchNorm"}  # between a layer and the one it feeds, changing no shape
+PICTURES = {"WidthNorm"}  # preprocessing layers: what they give the next layer is still the 28x28 picture
 
 
 class Inside:
@@ -98,7 +99,7 @@ class Inside:
         if W.ndim == 4:                                      # Conv2D: (C_out, C_in, k, k)
             return W[unit], list(W.shape[1:])
         column = W[:, unit]                                  # Dense: (D_in,)
-        if d == 0:                                           # it reads the picture itself
+        if d == 0 or type(self.model.layers[d - 1]).__name__ in PICTURES:  # it reads the picture itself
             return column, [SIDE, SIDE]
         before = d - 1                                       # what Dense layer d reads, per example
         if type(self.model.layers[before]).__name__ == "Flatten":
