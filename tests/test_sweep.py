@@ -318,6 +318,7 @@ def test_the_example_space_files_are_valid(name):
     settings, fixed, space, recipes = read_space(REPO / "examples" / name)
     for recipe in list(recipes.values()) or [{}]:
         sweep.trial_config(fixed, recipe, {})
-    if name == "committee.toml":  # 11 recipes x 3 seeds, each run to its end and saved
-        assert len(recipes) * len(space["seed"]["grid"]) == 33
+    if name == "committee.toml":  # 7 inputs (6 of them width-normalised) x 5 seeds, each run to its end and saved
+        assert len(recipes) * len(space["seed"]["grid"]) == 35
+        assert sorted(recipe.get("width_norm", 0) for recipe in recipes.values()) == [0, 10, 12, 14, 16, 18, 20]
         assert settings["scheduler"] == "none" and settings["save_all"] is True
