@@ -150,8 +150,6 @@ class TrainConfig:
             ("warmup_epochs", math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "use 0 or more"),
             ("clip_norm", math.isfinite(self.clip_norm) and self.clip_norm >= 0, "use 0 (off) or more"),
             ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)"),
-            ("width_norm", 0 <= self.width_norm <= math.isqrt(D), f"use 0 (off) or a width of 1 to {math.isqrt(D)} pixels, "
-             "e.g. 16"),
             ("batch_size", self.batch_size >= 1, "use 1 or more"),
             ("threads", 1 <= self.threads <= 256, "use 1 (no slices) or more, e.g. the number of cores"),
             ("epochs", self.epochs >= 1, "use 1 or more"),
@@ -174,7 +172,7 @@ class TrainConfig:
         has; an OptionError it raises is renamed to the field that was given."""
         fields_of = {"p": "dropout", "step_size": "step_epochs", "shift": "augment_shift",
                      "rotation": "augment_rotation", "scale": "augment_scale", "shear": "augment_shear",
-                     "alpha": "augment_alpha", "sigma": "augment_sigma",
+                     "alpha": "augment_alpha", "sigma": "augment_sigma", "width": "width_norm",
                      "betas": "beta1" if not 0 <= self.beta1 < 1 else "beta2"}
         try:
             Dropout(self.dropout)
@@ -183,9 +181,12 @@ class TrainConfig:
             make_schedule("step", self.lr, total_steps=1, step_size=self.step_epochs, gamma=self.gamma)
             check_affine(self.augment_shift, self.augment_rotation, self.augment_scale, self.augment_shear)
             check_elastic(self.augment_alpha, self.augment_sigma)
+            if self.width_norm != 0:  # 0: off
+                WidthNorm(self.width_norm, math.isqrt(D))
         except OptionError as error:
             name = fields_of.get(error.name, error.name)
-            fix = "use a number in [0, 1), e.g. 0.9 or 0.999" if error.name == "betas" else error.fix
+            fix = {"betas": "use a number in [0, 1), e.g. 0.9 or 0.999",
+                   "width": f"use 0 (off) or a width of 1 to {math.isqrt(D)} pixels, e.g. 16"}.get(error.name, error.fix)
             raise OptionError(name, getattr(self, name), fix) from None
 
 

@@ -214,7 +214,7 @@ EXPORTABLE = (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, BatchNorm, Conv2D,
 def _width_norm_nodes(X: str, layer, name: str, nodes: list, weights: list) -> str:
     """WidthNorm's nodes, from rows X (N, side*side) to rows again, step by step as widthnorm.width_maps
     computes M (every name starts with `name`). Returns the output's name."""
-    from onnx import helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     side, w = layer.side, float(layer.width)
 
@@ -231,19 +231,20 @@ def _width_norm_nodes(X: str, layer, name: str, nodes: list, weights: list) -> s
     brightest = op("ReduceMax", [images, const("axes_hw", np.array([1, 2], np.int64))], "brightest")  # (N, 1, 1)
     above = op("Greater", [images, op("Mul", [brightest, const("ink_fraction", f32(INK))], "threshold")], "above")
     lit = op("Greater", [brightest, const("zero", f32(0))], "lit")  # (N, 1, 1) bool: not all black
-    ink = op("Cast", [op("And", [above, lit], "ink_bool")], "ink", to=onnx_float())  # (N, s, s) 0 or 1
+    ink = op("Cast", [op("And", [above, lit], "ink_bool")], "ink", to=TensorProto.FLOAT)  # (N, s, s) 0 or 1
     columns = op("ReduceMax", [ink, const("axes_h", np.array([1], np.int64))], "columns")  # (N, 1, s)
     has_ink = op("Cast", [op("ReduceMax", [columns, const("axes_w", np.array([2], np.int64))], "any")],
-                 "has_ink", to=onnx_bool())  # (N, 1, 1)
+                 "has_ink", to=TensorProto.BOOL)  # (N, 1, 1)
 
     def column(out: str, last: int) -> str:  # (N, 1, 1) the first (last=0) or last (last=1) column with ink
         index = op("ArgMax", [columns], out + "_index", axis=2, keepdims=1, select_last_index=last)
-        return op("Cast", [index], out, to=onnx_float())
+        return op("Cast", [index], out, to=TensorProto.FLOAT)
 
     c0, c1 = column("c0", 0), column("c1", 1)
     one = const("one", f32(1))
-    b = op("Sub", [op("Add", [c1, one], "c1_plus_1"), c0], "b")  # (N, 1, 1) the ink's width
-    c = op("Div", [op("Add", [c0, op("Add", [c1, one], "c1_end")], "c_sum"), const("two", f32(2))], "c")
+    end = op("Add", [c1, one], "end")  # (N, 1, 1) c1 + 1: where the ink's last column ends
+    b = op("Sub", [end, c0], "b")  # (N, 1, 1) the ink's width
+    c = op("Div", [op("Add", [c0, end], "c_sum"), const("two", f32(2))], "c")  # (N, 1, 1) its centre
     step = op("Div", [b, const("width", f32(w))], "step")  # (N, 1, 1)
     start = op("Sub", [c, const("half_width", f32(w / 2))], "start")  # (N, 1, 1) where the ink's w columns begin
     j = const("j", np.arange(side, dtype=f32).reshape(1, side, 1))
@@ -255,16 +256,6 @@ def _width_norm_nodes(X: str, layer, name: str, nodes: list, weights: list) -> s
     M = op("Where", [has_ink, M, const("identity", np.eye(side, dtype=f32))], "M")  # (N, s_out, s_in)
     Y = op("MatMul", [images, op("Transpose", [M], "M_T", perm=[0, 2, 1])], "Y")  # (N, s, s)  X M^T
     return op("Reshape", [Y, const("row_shape", np.array([-1, side * side], np.int64))], "rows")
-
-
-def onnx_float() -> int:
-    from onnx import TensorProto
-    return TensorProto.FLOAT
-
-
-def onnx_bool() -> int:
-    from onnx import TensorProto
-    return TensorProto.BOOL
 
 
 def _shapes(model, D: int) -> list[tuple]:
