@@ -23,8 +23,10 @@ heights do not change. Pixels outside the image count as 0. An image with no ink
 Backward: M depends on X only through the box (c0, c1), which small changes of X do not move, so where the
 layer has a derivative it is the linear map X -> X M^T, and  dX = dY M.   X, Y, dY, dX: (N, side*side) rows.
 
-Left out on purpose: changing the height, slant correction (deskewing) and centring by mass; and an ONNX form
-(numpynn's exporter refuses a model with this layer, in one line).
+numpynn's exporter writes these same steps as ONNX nodes (export.py), so an exported model normalises too.
+
+Left out on purpose: changing the height, slant correction (deskewing), centring by mass, and a cap on how far
+a narrow digit (a "1") is stretched.
 """
 from __future__ import annotations
 
