@@ -263,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         "its own temperature), scored on the test set. evaluate, predict, serve, report, info and export take it "
         "like any model file.",
     )
-    ensemble.add_argument("models", metavar="MODEL", nargs="+", help="two or more model files written by numpynn train")
+    ensemble.add_argument("models", metavar="MODEL", nargs="+", help="two or more model files written by numpynn "
+                          "train (or one, with --shift)")
     ensemble.add_argument("--out", metavar="FILE", required=True, help="the ensemble file to write (.npz)")
+    ensemble.add_argument("--shift", metavar="S", type=int, default=0, help="test-time shifts: every member also "
+                          "reads each image moved S pixels up, down, left and right, and the mean runs over the 5 "
+                          "views too (5 times the inference; 0: none, the default)")
     _add_data_options(ensemble)
     ensemble.set_defaults(run=cmd_ensemble)
 

@@ -2,6 +2,15 @@
 
     P(x) = (1/M) sum_m softmax(z_m(x) / T_m)          z_m: member m's logits, T_m: its own temperature
 
+With test-time shifts (`shift` s >= 1 pixels), every member also reads each image moved s pixels up, down,
+left and right (zero-filled where it moved away), and the mean runs over members and views alike:
+
+    P(x) = (1/(M V)) sum_m sum_v softmax(z_m(S_v x) / T_m)      S_v: view v's shift, V = 5 (the image and 4 shifts)
+
+A network trained on shifted digits (--augment affine) reads each view about as well as the image itself, but
+makes its mistakes in different places; the mean of the five is a small committee of its own. It costs V times
+the inference, and nothing in the file: the views are one number in the header.
+
 Each member keeps its own calibration, so a member that is over-confident does not outvote the others. The
 ensemble's "logits" are log P(x), computed stably from each member's log-softmax with log-sum-exp, so that
 softmax(log P) = P: every interface that takes logits (training's evaluate, the report, the web page) gets the
@@ -14,7 +23,8 @@ network (hidden layers, first-layer weights) is the first member's, with the ens
 layer.
 
 Left out: training (each member is trained alone, by numpynn train or numpynn sweep), weighted votes,
-stacking (a learned combiner), and members with other inputs or class counts than the first.
+stacking (a learned combiner), members with other inputs or class counts than the first, and views other than
+shifts (rotations, scalings).
 """
 from __future__ import annotations
 
@@ -22,6 +32,8 @@ import numpy as np
 
 from .checks import require
 from .model import Classifier
+
+MAX_SHIFT = 3  # pixels: a view moves an image at most this far (a 28 x 28 digit moved further loses its ink)
 
 
 def log_softmax(Z):
@@ -41,19 +53,49 @@ def input_size(model) -> int | None:
     return None
 
 
-class Ensemble(Classifier):
-    """P = (1/M) sum_m softmax(Z_m / T_m).   Its logits are log P; its own temperature 1 unless fitted.
-    probabilities, predict_proba and predict are Classifier's: softmax(log P / T), which for T = 1 is P itself."""
+def check_shift(shift, members: int) -> None:
+    """OptionError unless `shift` is 0 to MAX_SHIFT pixels and there are two or more members, or one with a
+    shift: the rules Ensemble asks of its arguments, for a caller to ask before it loads any member."""
+    require(isinstance(shift, int) and not isinstance(shift, bool) and 0 <= shift <= MAX_SHIFT, "shift", shift,
+            f"use 0 (no test-time shifts) or 1 to {MAX_SHIFT} pixels, e.g. 1")
+    require(members >= 2 or (members == 1 and shift > 0), "members", members,
+            "an ensemble needs two or more models, or one model with test-time shifts (a shift of 1 or more)")
 
-    def __init__(self, members: list):
-        require(len(members) >= 2, "members", len(members), "an ensemble needs two or more models")
+
+def views(shift: int) -> list[tuple[int, int]]:
+    """(dy, dx) of each view: the image itself, then moved `shift` pixels up, down, left and right."""
+    if shift == 0:
+        return [(0, 0)]
+    return [(0, 0), (-shift, 0), (shift, 0), (0, -shift), (0, shift)]
+
+
+def shifted(X, dy: int, dx: int, side: int):
+    """Each row of X as a side x side image moved dy rows down and dx columns right (negative: up, left); the
+    pixels it moved away from are 0 and what moves past the edge is gone.  (N, side * side)"""
+    I = X.reshape(len(X), side, side)  # (N, side, side)
+    S = np.zeros_like(I)  # (N, side, side)
+    S[:, max(dy, 0):side + min(dy, 0), max(dx, 0):side + min(dx, 0)] = \
+        I[:, max(-dy, 0):side + min(-dy, 0), max(-dx, 0):side + min(-dx, 0)]
+    return S.reshape(len(X), side * side)
+
+
+class Ensemble(Classifier):
+    """P = (1/(M V)) sum_m sum_v softmax(Z_m(S_v X) / T_m), V = 1 view (the image) unless `shift` >= 1 (then 5).
+    Its logits are log P; its own temperature 1 unless fitted. probabilities, predict_proba and predict are
+    Classifier's: softmax(log P / T), which for T = 1 is P itself."""
+
+    def __init__(self, members: list, shift: int = 0):
+        check_shift(shift, len(members))
         D, K = input_size(members[0]), members[0].layers[-1].D_out
+        self.side = int(round(np.sqrt(D or 0)))
+        require(shift == 0 or self.side * self.side == D, "shift", shift,
+                f"test-time shifts need square images; the members read {D} inputs, so use shift 0")
         for i, member in enumerate(members[1:], start=2):
             require(input_size(member) == D, "members", f"member {i} reads {input_size(member)} inputs",
                     f"every member must read the same inputs as the first ({D})")
             require(member.layers[-1].D_out == K, "members", f"member {i} has {member.layers[-1].D_out} classes",
                     f"every member must tell the same {K} classes apart")
-        self.members = list(members)
+        self.members, self.shift, self.views = list(members), shift, views(shift)
         # Each member applies its own T. Averaging makes P less confident than the members are, so the ensemble
         # may have a temperature of its own too, for log P: 1 unless fitted on images no member trained on.
         self.temperature = 1.0
@@ -67,11 +109,17 @@ class Ensemble(Classifier):
         return sum(member.n_params() for member in self.members)
 
     def log_mean_probabilities(self, X, batch_size: int = 256):
-        """log P = logsumexp_m(log softmax(Z_m / T_m)) - log M, row by row, without forming a probability.  (N, K)"""
-        log_P = np.stack([log_softmax(m.forward_in_batches(X, batch_size).astype(np.float64) / m.temperature)
-                          for m in self.members])  # (M, N, K)
+        """log P = logsumexp_{m,v}(log softmax(Z_m(S_v X) / T_m)) - log(M V), row by row, without forming a
+        probability.  (N, K)"""
+        log_P = []
+        for member in self.members:
+            for dy, dx in self.views:
+                X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, self.side)  # (N, D) view v of the images
+                Z = member.forward_in_batches(X_v, batch_size).astype(np.float64)  # (N, K)
+                log_P.append(log_softmax(Z / member.temperature))
+        log_P = np.stack(log_P)  # (M V, N, K)
         top = log_P.max(axis=0)  # (N, K)
-        return top + np.log(np.exp(log_P - top).sum(axis=0)) - np.log(len(self.members))  # (N, K)
+        return top + np.log(np.exp(log_P - top).sum(axis=0)) - np.log(len(log_P))  # (N, K)
 
     def forward(self, X, train: bool = False):
         """The ensemble's logits, log P, in inference mode (an ensemble is never trained as one).  (N, K)"""

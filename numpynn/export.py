@@ -26,6 +26,9 @@ The graph computes what model.forward(X, train=False) and model.predict_proba(X)
 An ensemble (ensemble.py) becomes each member's layers, names prefixed member<m>/, then
     logits = ReduceLogSumExp over m of LogSoftmax(Z_m / T_m), minus log M     (log of the mean probability)
     probabilities = Softmax(logits)                                           (the mean itself)
+With test-time shifts, the members read the V = 5 views stacked as (V N, D) rows: Reshape to pictures, Pad
+with s zeros, one Slice per view, Reshape and Concat; each member's log-probabilities are reshaped to
+(V, N, K), and the log-sum-exp runs over members and views, minus log(M V).
 
 The model's header (numpynn version, architecture, dataset, preprocessing, metrics) goes in metadata_props.
 
@@ -67,13 +70,13 @@ def require_onnx():
     return onnx
 
 
-def _layer_nodes(model, D: int, prefix: str, output: str, nodes: list, weights: list) -> int:
-    """Append the nodes and weights of `model`'s layers, from INPUT to the tensor `output` (its logits), each
-    name starting with `prefix` ("" for a single model, "member<m>/" in an ensemble). Returns K."""
+def _layer_nodes(model, D: int, prefix: str, output: str, nodes: list, weights: list, X: str = INPUT) -> int:
+    """Append the nodes and weights of `model`'s layers, from the tensor X (INPUT unless an ensemble's views)
+    to the tensor `output` (its logits), each name starting with `prefix` ("" for a single model, "member<m>/"
+    in an ensemble). Returns K."""
     from onnx import helper, numpy_helper
 
     shapes = _shapes(model, D)  # each layer's output shape for one image, from a probe in inference mode
-    X = INPUT  # the name of the tensor that flows from layer to layer
 
     def node(op: str, inputs: list, i: int, layer, **attributes) -> str:
         Y = f"{prefix}{i}.{type(layer).__name__}.{op}"  # e.g. "0.Dense.Gemm": the layer's index (param_names())
@@ -181,13 +184,16 @@ def to_onnx(model, header: dict | None = None, D: int = 784):
 
 
 def _ensemble_nodes(ensemble, D: int, nodes: list, weights: list) -> int:
-    """Each member's graph, then LOGITS = ReduceLogSumExp_m(LogSoftmax(Z_m / T_m)) - log M, (N, K). Returns K."""
+    """The views (_view_nodes: V = 1 or 5 copies of the images, stacked), each member's graph on them, then
+    LOGITS = ReduceLogSumExp over members and views of LogSoftmax(Z_mv / T_m), minus log(M V): (N, K). Returns K."""
     from onnx import helper, numpy_helper
 
+    V = len(ensemble.views)
+    X = _view_nodes(ensemble, D, nodes, weights)  # (V N, D)
     stacked = []
     for m, member in enumerate(ensemble.members):
         prefix = f"member{m}/"
-        K = _layer_nodes(member, D, prefix, prefix + "logits", nodes, weights)
+        K = _layer_nodes(member, D, prefix, prefix + "logits", nodes, weights, X)  # (V N, K)
         scaled = prefix + "logits"
         if member.temperature != 1.0:
             weights.append(numpy_helper.from_array(np.array(member.temperature, np.float32), prefix + "temperature"))
@@ -195,16 +201,45 @@ def _ensemble_nodes(ensemble, D: int, nodes: list, weights: list) -> int:
                                           name=prefix + "temperature"))
             scaled = prefix + "scaled"
         nodes.append(helper.make_node("LogSoftmax", [scaled], [prefix + "log_p"], name=prefix + "log_softmax", axis=-1))
-        nodes.append(helper.make_node("Unsqueeze", [prefix + "log_p", "axis0"], [prefix + "log_p1"],
-                                      name=prefix + "unsqueeze"))  # (1, N, K)
-        stacked.append(prefix + "log_p1")
+        nodes.append(helper.make_node("Reshape", [prefix + "log_p", "views_n_k"], [prefix + "log_p_views"],
+                                      name=prefix + "by_view"))  # (V, N, K): the views were stacked view by view
+        stacked.append(prefix + "log_p_views")
+    weights.append(numpy_helper.from_array(np.array([V, -1, K], np.int64), "views_n_k"))
     weights.append(numpy_helper.from_array(np.array([0], np.int64), "axis0"))
-    weights.append(numpy_helper.from_array(np.array(np.log(len(ensemble.members)), np.float32), "log_M"))
-    nodes.append(helper.make_node("Concat", stacked, ["log_p_members"], name="members", axis=0))  # (M, N, K)
+    weights.append(numpy_helper.from_array(np.array(np.log(len(ensemble.members) * V), np.float32), "log_MV"))
+    nodes.append(helper.make_node("Concat", stacked, ["log_p_members"], name="members", axis=0))  # (M V, N, K)
     nodes.append(helper.make_node("ReduceLogSumExp", ["log_p_members", "axis0"], ["log_sum"], name="log_sum",
                                   keepdims=0))  # (N, K)
-    nodes.append(helper.make_node("Sub", ["log_sum", "log_M"], [LOGITS], name="log_mean"))
+    nodes.append(helper.make_node("Sub", ["log_sum", "log_MV"], [LOGITS], name="log_mean"))
     return K
+
+
+def _view_nodes(ensemble, D: int, nodes: list, weights: list) -> str:
+    """INPUT itself when the ensemble has no shifts; else its V = 5 views stacked, (V N, D): each image as a
+    side x side picture, padded with s zero pixels on every side, cut back to side x side at an offset of
+    (s - dy, s - dx), which is the image moved dy rows down and dx columns right (ensemble.shifted)."""
+    from onnx import helper, numpy_helper
+
+    if not ensemble.shift:
+        return INPUT
+    s, side = ensemble.shift, ensemble.side
+    for name, values in (("views/pictures", [-1, side, side]), ("views/rows", [-1, D]),
+                         ("views/pads", [0, s, s, 0, s, s]), ("views/axes", [1, 2])):
+        weights.append(numpy_helper.from_array(np.array(values, np.int64), name))
+    nodes.append(helper.make_node("Reshape", [INPUT, "views/pictures"], ["views/pictures_in"], name="views/pictures"))
+    nodes.append(helper.make_node("Pad", ["views/pictures_in", "views/pads"], ["views/padded"], name="views/pad"))
+    rows = []
+    for v, (dy, dx) in enumerate(ensemble.views):
+        start = np.array([s - dy, s - dx], np.int64)
+        weights.append(numpy_helper.from_array(start, f"views/{v}/starts"))
+        weights.append(numpy_helper.from_array(start + side, f"views/{v}/ends"))
+        nodes.append(helper.make_node("Slice", ["views/padded", f"views/{v}/starts", f"views/{v}/ends", "views/axes"],
+                                      [f"views/{v}/picture"], name=f"views/{v}/slice"))  # (N, side, side)
+        nodes.append(helper.make_node("Reshape", [f"views/{v}/picture", "views/rows"], [f"views/{v}"],
+                                      name=f"views/{v}/rows"))  # (N, D)
+        rows.append(f"views/{v}")
+    nodes.append(helper.make_node("Concat", rows, ["views"], name="views", axis=0))  # (V N, D), view by view
+    return "views"
 
 
 EXPORTABLE = (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, BatchNorm, Conv2D, MaxPool2D, AvgPool2D,

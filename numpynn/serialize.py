@@ -7,7 +7,8 @@ A model file holds
 - `model/<name>`: every entry of `Sequential.state_dict()` (weights, BatchNorm statistics), each Dropout
   generator's state as JSON text in a 0-d string array (`encode_state`; `load` decodes it);
 - for an ensemble (ensemble.py), no architecture or model/ of its own but "members" in the header, a list of
-  2 to MAX_ENSEMBLE objects each with its architecture and temperature, and each member's arrays under
+  1 to MAX_ENSEMBLE objects each with its architecture and temperature, "shift" (its test-time shifts in
+  pixels, 0 for none; files without it mean 0; one member needs a shift), and each member's arrays under
   `member<m>/model/<name>`; checks 3 to 6 below apply to every member, and MAX_PARAMETERS to all together;
 - for a checkpoint, also `optimizer/<name>` arrays (the step count, the optimizer's moments) and, with early
   stopping, `best/<name>` (the best epoch's model); the trainer's state (epoch, shuffling RNG, history) is in
@@ -212,15 +213,16 @@ def _expected_arrays(path, header) -> dict[str, tuple]:
 
 def _ensemble_arrays(path, header) -> dict[str, tuple]:
     """Checks 3 and 4 for an ensemble (ensemble.py): the kind is "model", there is no architecture of its own,
-    and "members" is a list of 2 to MAX_ENSEMBLE objects, each with an architecture and a temperature checked as
+    and "members" is a list of 1 to MAX_ENSEMBLE objects (Ensemble, when built, asks for two unless there are
+    test-time shifts), each with an architecture and a temperature checked as
     a single model's are; MAX_PARAMETERS bounds all the members together."""
     members = header["members"]
     if header.get("kind") != "model" or "architecture" in header:
         raise ModelFileError(f"{path}: an ensemble's header has kind \"model\" and no architecture of its own "
                              "(each member has one)")
-    if not (isinstance(members, list) and 2 <= len(members) <= MAX_ENSEMBLE
+    if not (isinstance(members, list) and 1 <= len(members) <= MAX_ENSEMBLE
             and all(isinstance(member, dict) for member in members)):
-        raise ModelFileError(f"{path}: the header's members are not a list of 2 to {MAX_ENSEMBLE} objects")
+        raise ModelFileError(f"{path}: the header's members are not a list of 1 to {MAX_ENSEMBLE} objects")
     _check_fields(path, header)
     expected, total = {}, 0
     for m, member in enumerate(members):
@@ -316,13 +318,17 @@ def save_model(path, model, header: dict) -> pathlib.Path:
 def load_model(path):
     """(model, header) from a model file, an ensemble file or a checkpoint: `load`, then the network is built
     and must map 784 pixels to 10 classes (see `_check_digits`). For an ensemble, each member is built and
-    checked so, and the model is an ensemble.Ensemble of them."""
+    checked so, and the model is an ensemble.Ensemble of them (which checks their number and the shift)."""
     arrays, header = load(path)
     if "members" in header:
         from .ensemble import Ensemble
 
-        ensemble = Ensemble([_build(f"{path} (member {m + 1})", member, split(arrays, f"member{m}/model"))
-                             for m, member in enumerate(header["members"])])
+        members = [_build(f"{path} (member {m + 1})", member, split(arrays, f"member{m}/model"))
+                   for m, member in enumerate(header["members"])]
+        try:
+            ensemble = Ensemble(members, shift=header.get("shift", 0))
+        except ValueError as error:  # OptionError: a shift out of range, one member without one
+            raise ModelFileError(f"{path}: the header's ensemble is invalid ({error})") from None
         ensemble.temperature = float(header.get("temperature", 1.0))  # checked by _check_fields
         return ensemble, header
     return _build(path, header, split(arrays, "model")), header
@@ -336,7 +342,8 @@ def save_ensemble(path, ensemble, members: list[dict], header: dict) -> pathlib.
     for m, (model, about) in enumerate(zip(ensemble.members, members)):
         arrays |= join(f"member{m}/model", model.state_dict())
         described.append({**about, "architecture": model.spec(), "temperature": model.temperature})
-    return save(path, arrays, {"kind": "model", **header, "temperature": ensemble.temperature, "members": described})
+    return save(path, arrays, {"kind": "model", **header, "temperature": ensemble.temperature,
+                               "shift": ensemble.shift, "members": described})
 
 
 def check_ensemble_size(where, members: int, parameters: int) -> None:

@@ -90,9 +90,15 @@ def rewrite(path, out, change):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda h: h.update(members=h["members"][:1]), "2 to 100"),
-    (lambda h: h.update(members="two"), "2 to 100"),
-    (lambda h: h.update(members=[*h["members"]] * 51), "2 to 100"),
+    (lambda h: h.update(members=h["members"][:1]), "unexpected member1/model/0.W"),
+    (lambda h: h.update(members="two"), "1 to 100"),
+    (lambda h: h.update(members=[*h["members"]] * 51), "1 to 100"),
+    (lambda h: h.update(shift=-1), "shift = -1 is out of range"),
+    (lambda h: h.update(shift=4), "shift = 4 is out of range"),
+    (lambda h: h.update(shift=1.0), "shift = 1.0 is out of range"),
+    (lambda h: h.update(shift=True), "shift = True is out of range"),
+    (lambda h: h.update(shift="1"), "shift = '1' is out of range"),
+    (lambda h: h.update(shift=10**400), "shift = a number of about 401 digits is out of range"),
     (lambda h: h.update(architecture=h["members"][0]["architecture"]), "no architecture of its own"),
     (lambda h: h["members"][1].update(temperature=-1), "member 2"),
     (lambda h: h["members"][0]["architecture"][0].update(D_out=9), "member0/model/0.W"),
@@ -184,7 +190,7 @@ def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mn
 
 
 @pytest.mark.parametrize("case, message", [
-    ("one", "two or more model files"),
+    ("one", "two or more models, or one model with test-time shifts"),
     ("missing", "no such file"),
     ("checkpoint", "a checkpoint, not a model file"),
     ("ensemble", "already an ensemble"),
@@ -292,3 +298,112 @@ def test_an_ensemble_cannot_be_a_starting_point(two_models, tmp_path, tiny_mnist
     assert err.count("\n") == 1 and "unexpected" not in err and not (tmp_path / "t.npz").exists()
     with pytest.raises(ValueError, match="init_from e: an ensemble"):
         start_from(Run.start(make_config("mlp", hidden=(16,))), load_model(out)[0], "init_from e")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Test-time shifts: every member also reads each image moved s pixels up, down, left and right
+
+def test_a_shifted_image_moves_its_pixels_and_fills_with_zeros():
+    from numpynn.ensemble import shifted, views
+
+    I = np.arange(1, 10, dtype=np.float32).reshape(1, 9)  # [[1 2 3] [4 5 6] [7 8 9]]
+    assert shifted(I, 1, 0, 3).reshape(3, 3).tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]  # down
+    assert shifted(I, -1, 0, 3).reshape(3, 3).tolist() == [[4, 5, 6], [7, 8, 9], [0, 0, 0]]  # up
+    assert shifted(I, 0, 1, 3).reshape(3, 3).tolist() == [[0, 1, 2], [0, 4, 5], [0, 7, 8]]  # right
+    assert shifted(I, 0, -2, 3).reshape(3, 3).tolist() == [[3, 0, 0], [6, 0, 0], [9, 0, 0]]  # two left
+    assert shifted(I, 3, 0, 3).tolist() == [[0] * 9] and shifted(I, 0, 0, 3).tolist() == I.tolist()
+    assert shifted(I, 1, 0, 3) is not I and I[0, 0] == 1  # the input is left as it was
+    assert views(0) == [(0, 0)] and views(2) == [(0, 0), (-2, 0), (2, 0), (0, -2), (0, 2)]
+
+
+def test_with_shifts_the_mean_runs_over_members_and_views():
+    a, b = members(None)
+    X = np.random.default_rng(2).random((6, 784), dtype=np.float32)
+    padded = np.pad(X.reshape(6, 28, 28), ((0, 0), (2, 2), (2, 2)))  # another way to move an image: pad, cut
+    cuts = [padded[:, 2 - dy:30 - dy, 2 - dx:30 - dx].reshape(6, 784) for dy, dx in
+            [(0, 0), (-2, 0), (2, 0), (0, -2), (0, 2)]]
+    expected = np.mean([m.predict_proba(V) for m in (a, b) for V in cuts], axis=0)  # the members' own T inside
+    np.testing.assert_allclose(Ensemble([a, b], shift=2).predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+    one = Ensemble([b], shift=2)  # one member: a committee of its views alone
+    np.testing.assert_allclose(one.predict_proba(X), np.mean([b.predict_proba(V) for V in cuts], axis=0),
+                               rtol=1e-5, atol=1e-7)
+    assert not np.allclose(one.predict_proba(X), b.predict_proba(X))  # the views did change something
+
+
+@pytest.mark.parametrize("models, shift, message", [
+    (1, 0, "members = 1 is out of range: an ensemble needs two or more models, or one model with test-time"),
+    (2, -1, "shift = -1 is out of range: use 0 .* or 1 to 3 pixels"),
+    (2, 4, "shift = 4 is out of range"),
+    (2, 1.0, "shift = 1.0 is out of range"),
+    (2, True, "shift = True is out of range"),
+])
+def test_bad_shifts_are_one_line(models, shift, message):
+    with pytest.raises(OptionError, match=message):
+        Ensemble(members(None)[:models], shift=shift)
+
+
+def test_shifts_need_square_images():
+    with pytest.raises(OptionError, match="test-time shifts need square images; the members read 12 inputs"):
+        Ensemble([mlp([12, 2]), mlp([12, 2])], shift=1)
+    assert len(Ensemble([mlp([12, 2]), mlp([12, 2])]).views) == 1  # without shifts any input will do
+
+
+def test_a_shifted_ensemble_file_round_trips_and_one_member_is_enough(tmp_path):
+    ensemble = Ensemble(members(tmp_path)[1:], shift=1)
+    path = save_ensemble(tmp_path / "e.npz", ensemble, [{"file": "b.npz"}], {})
+    loaded, header = load_model(path)
+    assert header["shift"] == 1 and loaded.shift == 1 and len(loaded.views) == 5 and len(loaded.members) == 1
+    X = np.random.default_rng(1).random((5, 784), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(X), ensemble.predict_proba(X))
+    old = rewrite(save_ensemble(tmp_path / "two.npz", Ensemble(members(tmp_path)), [{}, {}], {}),
+                  tmp_path / "old.npz", lambda h: h.pop("shift"))  # a file from before shifts: none
+    assert load_model(old)[0].shift == 0
+    alone = rewrite(path, tmp_path / "alone.npz", lambda h: h.update(shift=0))  # one member, no views: refused
+    with pytest.raises(ModelFileError, match="ensemble is invalid .members = 1 is out of range: an ensemble needs "
+                       "two or more models, or one model with test-time shifts") as error:
+        load_model(alone)
+    assert "\n" not in str(error.value)
+
+
+def test_the_ensemble_command_with_shifts(two_models, tmp_path, tiny_mnist, capsys):
+    out = tmp_path / "e.npz"
+    code, stdout, err = run(capsys, "ensemble", two_models[0], "--shift", 1, "--out", out, "--data", tiny_mnist)
+    assert code == 0, err
+    assert "Ensemble of 1, each on 5 views (the image and its 1-pixel shifts): test accuracy" in stdout
+    header = serialize.load(out)[1]
+    assert header["shift"] == 1 and header["metrics"]["views"] == 5
+    code, stdout, err = run(capsys, "evaluate", out, "--data", tiny_mnist, "--json")
+    assert code == 0 and json.loads(stdout)["accuracy"] == pytest.approx(header["metrics"]["test_accuracy"]), err
+    code, stdout, err = run(capsys, "info", out)
+    assert code == 0 and "test-time shifts: every member also reads each image moved 1 pixels" in stdout, err
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("4", "--shift = 4 is out of range: use 0 (no test-time shifts) or 1 to 3 pixels"),
+    ("-1", "--shift = -1 is out of range"),
+    ("x", "invalid int value: 'x'"),
+    ("1.5", "invalid int value: '1.5'"),
+])
+def test_bad_shift_flags_are_one_line_before_any_member_is_loaded(tmp_path, tiny_mnist, capsys, flag, message):
+    missing = tmp_path / "not-loaded.npz"  # never opened: the flag is refused first
+    code, out, err = run(capsys, "ensemble", missing, missing, "--shift", flag, "--out", tmp_path / "e.npz",
+                         "--data", tiny_mnist)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", err
+    assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.parametrize("shift, count", [(1, 2), (3, 1)])
+def test_an_exported_shifted_ensemble_computes_what_numpynn_computes(tmp_path, shift, count):
+    pytest.importorskip("onnxruntime")
+    from numpynn.export import check_batch, compare_with_onnxruntime, to_onnx
+    from numpynn.model import Sequential
+
+    cnn = Sequential.from_spec([{"type": "Unflatten", "shape": [1, 28, 28]},
+                                {"type": "Conv2D", "C_in": 1, "C_out": 2, "kernel": 5},
+                                {"type": "MaxPool2D", "size": 4}, {"type": "Flatten"},
+                                {"type": "Dense", "D_in": 72, "D_out": 10}], rng=np.random.default_rng(0))
+    ensemble = Ensemble([cnn, *members(tmp_path)][:count], shift=shift)
+    ensemble.temperature = 0.8
+    X = check_batch()
+    difference = compare_with_onnxruntime(to_onnx(ensemble, {}), ensemble, X)
+    assert difference["logits"] < 1e-4 and difference["probabilities"] < 1e-5

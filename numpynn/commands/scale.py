@@ -12,15 +12,17 @@ def cmd_ensemble(args) -> int:
     import pathlib
 
     from ..data import load_raw
-    from ..ensemble import Ensemble
+    from ..ensemble import Ensemble, check_shift
     from ..serialize import ModelFileError, check_ensemble_size, save_ensemble
     from ..train import calibrate_and_choose_rule, calibration_error, evaluate
 
     out = pathlib.Path(args.out)
     if out.suffix != ".npz":
         raise UsageError(f"--out {out}: model files end in .npz; choose a name like ensemble.npz")
-    if len(args.models) < 2:
-        raise UsageError(f"an ensemble needs two or more model files; {len(args.models)} given")
+    try:  # before a member is loaded
+        check_shift(args.shift, len(args.models))
+    except OptionError as error:
+        raise UsageError(str(error.renamed("--shift" if error.name == "shift" else "MODEL files"))) from None
     try:  # the file's limits, before a member is loaded: nothing is written that no command could read
         check_ensemble_size(f"--out {out}", len(args.models), 0)
     except ModelFileError as error:
@@ -51,7 +53,7 @@ def cmd_ensemble(args) -> int:
         raise CommandError(f"the members were trained on different datasets ({', '.join(sorted(datasets))}); "
                            "an ensemble's members must read the same kind of images")
     try:
-        ensemble = Ensemble(members)
+        ensemble = Ensemble(members, shift=args.shift)
     except OptionError as error:
         raise CommandError(str(error)) from None
     dataset = datasets.pop()
@@ -70,7 +72,7 @@ def cmd_ensemble(args) -> int:
     test_loss, test_accuracy = evaluate(ensemble, X, y)
     test_ece = fitted["test_ece"] if fitted else calibration_error(ensemble, X, y)
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": test_ece,
-               "members": len(members), "calibration_images": len(unseen)}
+               "members": len(members), "views": len(ensemble.views), "calibration_images": len(unseen)}
     from .. import __version__
 
     header = {"numpynn_version": __version__, "dataset": {"name": dataset}, "metrics": metrics, **extra,
@@ -81,7 +83,8 @@ def cmd_ensemble(args) -> int:
         raise CommandError(str(error)) from None
     for path, model in zip(args.models, members):
         print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
-    print(f"Ensemble of {len(members)}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
+    seen = f", each on {len(ensemble.views)} views (the image and its {args.shift}-pixel shifts)" if args.shift else ""
+    print(f"Ensemble of {len(members)}{seen}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
           f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
     print(f"Model: {out}")
     return 0
