@@ -20,7 +20,7 @@ ensemble a temperature of its own, on images none of its members trained on.
 It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities, predict_proba, predict,
 outputs_in_batches, activations, layers, n_params. What a report or the web page shows of the inside of the
 network (hidden layers, first-layer weights) is the first member's, with the ensemble's own output as the last
-layer.
+layer; explanations (explain.py: which pixels raised the answer) are the whole ensemble's.
 
 Left out: training (each member is trained alone, by numpynn train or numpynn sweep), weighted votes,
 stacking (a learned combiner), members with other inputs or class counts than the first, and views other than

@@ -21,6 +21,15 @@ inference, so its training-mode forward (which keeps what backward needs) is use
 those caches and write their grads, so use a model here that is not training at the same time (the web page
 explains with a copy of its model).
 
+An ensemble (ensemble.py) is explained as a whole: its logits are L = log P, P the mean over members m and
+views v of p_mv = softmax(u_mv), u_mv = z_m(S_v x) / T_m, so with l_mv = log p_mv = log_softmax(u_mv):
+
+    L_k = log sum_mv exp(l_mv,k) - log(M V)       dL_k / dl_mv,k = p_mv,k / (M V P_k) = w_mv,k
+    dl_mv = dL * w_mv                              (per class: each member-view's share of P_k)
+    du_mv = dl_mv - p_mv * sum_k dl_mv,k           (log-softmax's backward)
+    dz_mv = du_mv / T_m                            then down member m to its view S_v x, and
+    dx    = sum_mv S_v^T dx_v                      S_v^T moves the view's gradient back: the opposite shift
+
 `fgsm` uses the same gradient the other way: to find the smallest-looking change that makes the network wrong.
 
 Left out: integrated gradients, SmoothGrad, Grad-CAM; docs/explain.md shows the maps and their limits.
@@ -30,11 +39,14 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import require
+from .ensemble import log_softmax, shifted
 from .layers import BatchNorm, Dropout
 
 
 def backward_to_pixels(model, X, dZ) -> np.ndarray:
     """dL/dX for L = sum(dZ * Z), Z = the model's logits for X in inference mode.  X (N, D), dZ (N, K) -> (N, D)"""
+    if hasattr(model, "members"):
+        return ensemble_backward_to_pixels(model, X, dZ)
     caches = []
     for layer in model.layers:                               # forward, keeping what backward needs
         if isinstance(layer, Dropout):                       # inference: y = x
@@ -57,6 +69,23 @@ def backward_to_pixels(model, X, dZ) -> np.ndarray:
             layer.need_dX = True
             dY = layer.backward(dY)
     return dY                                                # (N, D)
+
+
+def ensemble_backward_to_pixels(ensemble, X, dZ) -> np.ndarray:
+    """dL/dX for L = sum(dZ * log P), P the ensemble's mean probability (see the module docstring): each
+    member-view's share of P, pushed back through its log-softmax, its member and its shift.  (N, D)"""
+    M_V = len(ensemble.members) * len(ensemble.views)
+    log_P = ensemble.log_mean_probabilities(X) + np.log(M_V)  # (N, K) log sum_mv p_mv
+    dX = np.zeros(X.shape, np.float64)  # (N, D)
+    for member in ensemble.members:
+        for dy, dx in ensemble.views:
+            X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, ensemble.side)  # (N, D)
+            l = log_softmax(member.forward(X_v, train=False).astype(np.float64) / member.temperature)  # (N, K)
+            dl = dZ * np.exp(l - log_P)  # (N, K) w_mv = p_mv / sum p
+            du = dl - np.exp(l) * dl.sum(axis=1, keepdims=True)  # (N, K)
+            dX_v = backward_to_pixels(member, X_v, (du / member.temperature).astype(X.dtype))  # (N, D)
+            dX += dX_v if (dy, dx) == (0, 0) else shifted(dX_v, -dy, -dx, ensemble.side)  # S_v^T
+    return dX.astype(X.dtype)
 
 
 def logit_gradient(model, X, k) -> np.ndarray:

@@ -193,3 +193,25 @@ def test_the_api_answers_why_and_toward_and_refuses_bad_queries(tmp_path):
         for query in ("?why=yes", "?toward=10", "?toward=-1", "?toward=a", "?toward="):
             reply = ask(query)
             assert reply.status_code == 422 and "\n" not in reply.json()["detail"], query
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_an_ensemble_is_explained_as_a_whole_through_its_members_and_views(shift):
+    from numpynn.ensemble import Ensemble
+
+    a, b = every_layer_model(seed=0), every_layer_model(seed=2)
+    a.temperature, b.temperature = 1.3, 0.7
+    ensemble = Ensemble([a, b], shift=shift)
+    ensemble.temperature = 1.5
+    x = np.random.default_rng(4).random(784)
+    k, t = 3, 8
+    expected = numeric_gradient(lambda v: ensemble.forward(v[None])[0, k], x)  # the logit log P_k
+    got = explain.logit_gradient(ensemble, x[None], k)[0]
+    assert np.abs(got - expected).max() < 1e-6 * max(1, np.abs(expected).max())
+    assert not np.allclose(got, explain.logit_gradient(a, x[None], k)[0], atol=1e-3)  # not the first member's
+
+    def log_p(v):
+        return np.log(ensemble.probabilities(ensemble.forward(v[None]))[0, t])
+
+    expected = numeric_gradient(log_p, x)
+    assert np.abs(explain.toward(ensemble, x[None], t)[0] - expected).max() < 1e-6 * max(1, np.abs(expected).max())
