@@ -184,9 +184,19 @@ def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mn
     client = TestClient(app, base_url="http://127.0.0.1:8000", headers={"X-Numpynn-Token": app.state.token})
     listed = client.get("/api/models").json()["models"]
     assert [m["name"] for m in listed] == ["e"] and " | " in listed[0]["architecture"]
-    answer = client.post("/api/predict", json={"pixels": np.eye(28).tolist(), "model": "e"})
+    answer = client.post("/api/predict?why=1&toward=3", json={"pixels": np.eye(28).tolist(), "model": "e"})
     assert answer.status_code == 200, answer.text
     assert abs(sum(answer.json()["probabilities"]) - 1) < 1e-3
+    from numpynn.explain import saliency
+
+    ensemble, _ = load_model(folder / "e.npz")
+    seen = np.asarray(answer.json()["why"], np.float32)  # the page's map: the whole ensemble's, not member 1's
+    X = np.asarray(answer.json()["input"], np.float32).reshape(1, 784)  # what it saw, to 3 decimals
+    k = answer.json()["digit"]
+    assert seen.shape == (784,) and len(answer.json()["toward"]["map"]) == 784
+    whole, first = saliency(ensemble, X, k)[0], saliency(ensemble.members[0], X, k)[0]
+    scale = np.abs(whole).max()
+    assert np.abs(seen - whole).max() < 0.02 * scale < np.abs(seen - first).max()
 
 
 @pytest.mark.parametrize("case, message", [
