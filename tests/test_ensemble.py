@@ -200,7 +200,7 @@ def test_the_page_lists_and_reads_with_an_ensemble(two_models, tmp_path, tiny_mn
 
 
 @pytest.mark.parametrize("case, message", [
-    ("one", "two or more models, or one model with test-time shifts"),
+    ("one", "an ensemble needs two or more model files, or one with test-time shifts (--shift 1); 1 given"),
     ("missing", "no such file"),
     ("checkpoint", "a checkpoint, not a model file"),
     ("ensemble", "already an ensemble"),
@@ -385,7 +385,7 @@ def test_the_ensemble_command_with_shifts(two_models, tmp_path, tiny_mnist, caps
     code, stdout, err = run(capsys, "evaluate", out, "--data", tiny_mnist, "--json")
     assert code == 0 and json.loads(stdout)["accuracy"] == pytest.approx(header["metrics"]["test_accuracy"]), err
     code, stdout, err = run(capsys, "info", out)
-    assert code == 0 and "test-time shifts: every member also reads each image moved 1 pixels" in stdout, err
+    assert code == 0 and "test-time shifts: every member also reads each image moved 1 pixel up" in stdout, err
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -165,8 +165,9 @@ def cmd_info(args) -> int:
         which = f"member {n} of {len(header['members'])}: " if "members" in header else ""
         say(f"{which}architecture: {' -> '.join(_describe(layer) for layer in member['architecture'])}")
     if header.get("shift"):
-        say(f"test-time shifts: every member also reads each image moved {header['shift']} pixels up, down, left "
-            f"and right; the probabilities are the mean over members and these 5 views")
+        pixels = "1 pixel" if header["shift"] == 1 else f"{header['shift']} pixels"
+        say(f"test-time shifts: every member also reads each image moved {pixels} up, down, left and right; the "
+            f"probabilities are the mean over members and these 5 views")
     say(f"parameters: {model.n_params():,}")
     say(f"probabilities: softmax(logits / {model.temperature:.3g})" + (
         ", the temperature fitted on the dev set (calibrated)" if model.temperature != 1 else ", not calibrated"))

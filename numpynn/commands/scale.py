@@ -22,7 +22,10 @@ def cmd_ensemble(args) -> int:
     try:  # before a member is loaded
         check_shift(args.shift, len(args.models))
     except OptionError as error:
-        raise UsageError(str(error.renamed("--shift" if error.name == "shift" else "MODEL files"))) from None
+        if error.name == "shift":
+            raise UsageError(str(error.renamed("--shift"))) from None
+        raise UsageError(f"an ensemble needs two or more model files, or one with test-time shifts (--shift 1); "
+                         f"{len(args.models)} given") from None
     try:  # the file's limits, before a member is loaded: nothing is written that no command could read
         check_ensemble_size(f"--out {out}", len(args.models), 0)
     except ModelFileError as error:
