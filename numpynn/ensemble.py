@@ -53,6 +53,15 @@ def input_size(model) -> int | None:
     return None
 
 
+def log_mean(log_p):
+    """log of the mean over the first two axes (members, views) of exp(log_p), by log-sum-exp: the largest term
+    is taken out first, so nothing overflows and a row where every member is certain stays finite.
+    (M, V, N, K) -> (N, K)"""
+    log_p = log_p.reshape(log_p.shape[0] * log_p.shape[1], *log_p.shape[2:])  # (M V, N, K)
+    top = log_p.max(axis=0)  # (N, K)
+    return top + np.log(np.exp(log_p - top).sum(axis=0)) - np.log(len(log_p))  # (N, K)
+
+
 def check_shift(shift, members: int) -> None:
     """OptionError unless `shift` is 0 to MAX_SHIFT pixels and there are two or more members, or one with a
     shift: the rules Ensemble asks of its arguments, for a caller to ask before it loads any member."""
@@ -108,18 +117,22 @@ class Ensemble(Classifier):
     def n_params(self) -> int:
         return sum(member.n_params() for member in self.members)
 
-    def log_mean_probabilities(self, X, batch_size: int = 256):
-        """log P = logsumexp_{m,v}(log softmax(Z_m(S_v X) / T_m)) - log(M V), row by row, without forming a
-        probability.  (N, K)"""
-        log_P = []
+    def member_log_probabilities(self, X, batch_size: int = 256):
+        """log softmax(Z_m(S_v X) / T_m) of every member m on every view v of the images: what log P is the
+        mean of, kept apart (numpynn ensemble scores each member from the same pass). M V N K float64 numbers
+        (forward_in_batches keeps N small).  (M, V, N, K)"""
+        log_p = []
         for member in self.members:
             for dy, dx in self.views:
                 X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, self.side)  # (N, D) view v of the images
                 Z = member.forward_in_batches(X_v, batch_size).astype(np.float64)  # (N, K)
-                log_P.append(log_softmax(Z / member.temperature))
-        log_P = np.stack(log_P)  # (M V, N, K)
-        top = log_P.max(axis=0)  # (N, K)
-        return top + np.log(np.exp(log_P - top).sum(axis=0)) - np.log(len(log_P))  # (N, K)
+                log_p.append(log_softmax(Z / member.temperature))
+        return np.stack(log_p).reshape(len(self.members), len(self.views), *log_p[0].shape)  # (M, V, N, K)
+
+    def log_mean_probabilities(self, X, batch_size: int = 256):
+        """log P = logsumexp_{m,v}(log softmax(Z_m(S_v X) / T_m)) - log(M V), row by row, without forming a
+        probability.  (N, K)"""
+        return log_mean(self.member_log_probabilities(X, batch_size))
 
     def forward(self, X, train: bool = False):
         """The ensemble's logits, log P, in inference mode (an ensemble is never trained as one).  (N, K)"""
@@ -127,8 +140,11 @@ class Ensemble(Classifier):
         return self.log_mean_probabilities(X, len(X) or 1)
 
     def forward_in_batches(self, X, batch_size: int = 256):
-        """The ensemble's logits, log P.  (N, K)"""
-        return self.log_mean_probabilities(X, batch_size)
+        """The ensemble's logits, log P, batch by batch: M V batch_size K numbers at a time, not M V N K.  (N, K)"""
+        if len(X) <= batch_size:
+            return self.log_mean_probabilities(X, batch_size)
+        return np.concatenate([self.log_mean_probabilities(X[i:i + batch_size], batch_size)
+                               for i in range(0, len(X), batch_size)])
 
 
     def outputs_in_batches(self, X, indices, batch_size: int = 256) -> dict:

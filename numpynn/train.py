@@ -54,10 +54,11 @@ class TrainingDiverged(RuntimeError):
     """The loss or a weight became NaN or infinite."""
 
 
-def evaluate(model: Sequential, X, y, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model: Sequential, X, y, batch_size: int = 256, Z=None) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in inference mode, in batches to bound memory. The loss is that of
-    the probabilities the model states, softmax(Z / T) with its temperature T (1 unless calibrated)."""
-    Z = model.forward_in_batches(X, batch_size)  # (N, K) logits; K is the model's own class count
+    the probabilities the model states, softmax(Z / T) with its temperature T (1 unless calibrated). Z: the
+    model's logits for X when the caller has them already (not computed again)."""
+    Z = model.forward_in_batches(X, batch_size) if Z is None else Z  # (N, K) logits; K the model's class count
     loss, _ = softmax_cross_entropy(Z / model.temperature, y, Z.shape[1])
     return loss, float((Z.argmax(axis=1) == y).mean())
 
@@ -361,23 +362,24 @@ def train_and_save(run: Run, splits, path, dataset: str, *, started: float | Non
     return history, scores
 
 
-def calibrate_and_choose_rule(model, X_dev, y_dev, X_test, y_test) -> tuple[dict, dict]:
+def calibrate_and_choose_rule(model, X_dev, y_dev, X_test, y_test, Z_test=None) -> tuple[dict, dict]:
     """What follows training: fit the model's temperature on held-out images (calibrate.py), choose the "not
     sure" rule on them with the probabilities as now stated (abstain.py), and measure the test set's expected
     calibration error before and after. Used by numpynn train, numpynn calibrate and numpynn ensemble.
-    Returns ({temperature, test_ece_uncalibrated, test_ece}, the rule)."""
+    Z_test: the model's logits for X_test, if the caller has them. Returns ({temperature,
+    test_ece_uncalibrated, test_ece}, the rule)."""
     model.temperature = 1.0  # fitted afresh, not on top of an earlier T
-    before = calibration_error(model, X_test, y_test)
+    before = calibration_error(model, X_test, y_test, Z=Z_test)
     T = calibrate(model, X_dev, y_dev)
     rule = abstain.choose_rule(model.predict_proba(X_dev), X_dev)
     return {"temperature": T, "test_ece_uncalibrated": before,
-            "test_ece": calibration_error(model, X_test, y_test)}, rule
+            "test_ece": calibration_error(model, X_test, y_test, Z=Z_test)}, rule
 
 
-def calibration_error(model, X, y, n_bins: int = 10) -> float:
+def calibration_error(model, X, y, n_bins: int = 10, Z=None) -> float:
     """The expected calibration error of the model's probabilities on (X, y), in n_bins bins, as the report
-    draws it (analysis.expected_calibration_error)."""
-    P = model.predict_proba(X)  # (N, K)
+    draws it (analysis.expected_calibration_error). Z: the model's logits for X, if the caller has them."""
+    P = model.predict_proba(X) if Z is None else model.probabilities(Z)  # (N, K)
     return analysis.expected_calibration_error(P.max(axis=1), P.argmax(axis=1) == y, n_bins)
 
 

@@ -417,3 +417,26 @@ def test_an_exported_shifted_ensemble_computes_what_numpynn_computes(tmp_path, s
     X = check_batch()
     difference = compare_with_onnxruntime(to_onnx(ensemble, {}), ensemble, X)
     assert difference["logits"] < 1e-4 and difference["probabilities"] < 1e-5
+
+
+def test_batches_and_the_members_kept_apart_give_the_same_log_p():
+    from numpynn.ensemble import log_mean
+
+    ensemble = Ensemble(members(None), shift=1)
+    X = np.random.default_rng(3).random((70, 784), dtype=np.float32)
+    whole = ensemble.log_mean_probabilities(X)
+    np.testing.assert_allclose(ensemble.forward_in_batches(X, batch_size=16), whole, rtol=1e-12, atol=1e-12)
+    log_p = ensemble.member_log_probabilities(X)
+    assert log_p.shape == (2, 5, 70, 10)
+    np.testing.assert_allclose(np.exp(log_p[1, 0]), ensemble.members[1].predict_proba(X), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(log_mean(log_p), whole, rtol=1e-12, atol=1e-12)
+    assert ensemble.forward_in_batches(X[:0]).shape == (0, 10)
+
+
+def test_the_command_prints_each_members_own_accuracy(two_models, tmp_path, tiny_mnist, capsys):
+    code, stdout, err = run(capsys, "ensemble", *two_models, "--shift", 2, "--out", tmp_path / "e.npz",
+                            "--data", tiny_mnist)
+    assert code == 0, err
+    for path in two_models:  # each member alone, on the images as they are: what its own evaluate says
+        code, own, err = run(capsys, "evaluate", path, "--data", tiny_mnist, "--json")
+        assert f"  {path}: test accuracy {100 * json.loads(own)['accuracy']:.2f}%" in stdout, stdout

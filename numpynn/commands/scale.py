@@ -12,7 +12,7 @@ def cmd_ensemble(args) -> int:
     import pathlib
 
     from ..data import load_raw
-    from ..ensemble import Ensemble, check_shift
+    from ..ensemble import Ensemble, check_shift, log_mean
     from ..serialize import ModelFileError, check_ensemble_size, save_ensemble
     from ..train import calibrate_and_choose_rule, calibration_error, evaluate
 
@@ -62,6 +62,8 @@ def cmd_ensemble(args) -> int:
     dataset = datasets.pop()
     x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
     X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
+    log_p = ensemble.member_log_probabilities(X)  # (M, V, N, K): one pass of every member over every view
+    Z = log_mean(log_p)  # (N, K) the ensemble's logits on the test set, reused below
     extra, fitted = {}, {}
     unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
     note = (f"not calibrated as a whole: {len(unseen)} images are in every member's dev set, fewer than the "
@@ -69,11 +71,11 @@ def cmd_ensemble(args) -> int:
     if len(unseen) >= MIN_CALIBRATION:
         X_unseen = x_train[unseen].reshape(len(unseen), -1).astype("float32") / 255  # (n, 784)
         fitted, extra["not_sure"] = calibrate_and_choose_rule(ensemble, X_unseen, y_train[unseen].astype("int64"),
-                                                              X, y)
+                                                              X, y, Z_test=Z)
         note = (f"temperature {ensemble.temperature:.3f}, fitted on the {len(unseen):,} training images no member "
                 f"trained on (test ECE {100 * fitted['test_ece_uncalibrated']:.2f}% at temperature 1)")
-    test_loss, test_accuracy = evaluate(ensemble, X, y)
-    test_ece = fitted["test_ece"] if fitted else calibration_error(ensemble, X, y)
+    test_loss, test_accuracy = evaluate(ensemble, X, y, Z=Z)
+    test_ece = fitted["test_ece"] if fitted else calibration_error(ensemble, X, y, Z=Z)
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "test_ece": test_ece,
                "members": len(members), "views": len(ensemble.views), "calibration_images": len(unseen)}
     from .. import __version__
@@ -84,8 +86,8 @@ def cmd_ensemble(args) -> int:
         save_ensemble(out, ensemble, about, header)
     except ModelFileError as error:
         raise CommandError(str(error)) from None
-    for path, model in zip(args.models, members):
-        print(f"  {path}: test accuracy {100 * float((model.predict(X) == y).mean()):.2f}%")
+    for path, log_p_m in zip(args.models, log_p):  # each member on the images as they are (view 0)
+        print(f"  {path}: test accuracy {100 * float((log_p_m[0].argmax(axis=1) == y).mean()):.2f}%")
     seen = f", each on {len(ensemble.views)} views (the image and its {args.shift}-pixel shifts)" if args.shift else ""
     print(f"Ensemble of {len(members)}{seen}: test accuracy {100 * test_accuracy:.2f}% ({len(y):,} test images); "
           f"test ECE {100 * metrics['test_ece']:.2f}%, {note}")
