@@ -157,7 +157,7 @@ def test_predict_explain_writes_the_picture_and_says_where(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", tmp_path / "m.npz", tmp_path / "seven.png", "--explain", tmp_path / "why")
     assert code == 0, err
     written = tmp_path / "why" / "seven.explain.png"
-    assert f"why (red: raised the score of" in out and str(written) in out
+    assert "why (red: raised the score of" in out and str(written) in out
     with Image.open(written) as image:
         assert image.mode == "RGB" and image.size == (57 * 8, 28 * 8)
         left, right = np.asarray(image)[:, : 28 * 8], np.asarray(image)[:, 29 * 8:]
