@@ -386,6 +386,16 @@ def test_the_ensemble_command_with_shifts(two_models, tmp_path, tiny_mnist, caps
     assert code == 0 and json.loads(stdout)["accuracy"] == pytest.approx(header["metrics"]["test_accuracy"]), err
     code, stdout, err = run(capsys, "info", out)
     assert code == 0 and "test-time shifts: every member also reads each image moved 1 pixel up" in stdout, err
+    from fastapi.testclient import TestClient
+
+    from numpynn.web.app import create_app
+
+    app = create_app(tmp_path)  # the page lists it, says so, and reads with it
+    client = TestClient(app, base_url="http://127.0.0.1:8000", headers={"X-Numpynn-Token": app.state.token})
+    listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert listed["e"]["architecture"].endswith(" | each on 5 views, moved 1 px")
+    answer = client.post("/api/predict", json={"pixels": np.eye(28).tolist(), "model": "e"})
+    assert answer.status_code == 200 and abs(sum(answer.json()["probabilities"]) - 1) < 1e-3, answer.text
 
 
 @pytest.mark.parametrize("flag, message", [

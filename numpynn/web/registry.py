@@ -53,7 +53,9 @@ class Entry:
             "name": self.name,
             "file": self.path.name,
             "architecture": " | ".join(" -> ".join(_describe(layer) for layer in member["architecture"])
-                                       for member in self.header.get("members", [self.header])),
+                                       for member in self.header.get("members", [self.header]))
+                            + (f" | each on 5 views, moved {self.model.shift} px" if getattr(self.model, "shift", 0)
+                               else ""),
             "parameters": int(self.model.n_params()),
             "test_accuracy": metrics.get("test_accuracy"),
             "dev_accuracy": metrics.get("dev_accuracy"),
