@@ -182,7 +182,8 @@ def start_from(run: Run, model: Sequential, source: str) -> None:
     network to start from: ValueError too."""
     if not isinstance(model, Sequential):
         members = len(getattr(model, "members", []))
-        raise ValueError(f"{source}: an ensemble of {members} models, which cannot be a starting point; "
+        models = "1 model (with test-time shifts)" if members == 1 else f"{members} models"
+        raise ValueError(f"{source}: an ensemble of {models}, which cannot be a starting point; "
                          "start from one of its members' model files, or another model file")
 
     def shape(m):
