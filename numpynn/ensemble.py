@@ -117,16 +117,19 @@ class Ensemble(Classifier):
     def n_params(self) -> int:
         return sum(member.n_params() for member in self.members)
 
-    def member_log_probabilities(self, X, batch_size: int = 256):
+    def member_log_probabilities(self, X, batch_size: int = 256, done=None):
         """log softmax(Z_m(S_v X) / T_m) of every member m on every view v of the images: what log P is the
         mean of, kept apart (numpynn ensemble scores each member from the same pass). M V N K float64 numbers
-        (forward_in_batches keeps N small).  (M, V, N, K)"""
+        (forward_in_batches keeps N small). done: None, or called with no arguments after each member's view
+        (a progress bar's update).  (M, V, N, K)"""
         log_p = []
         for member in self.members:
             for dy, dx in self.views:
                 X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, self.side)  # (N, D) view v of the images
                 Z = member.forward_in_batches(X_v, batch_size).astype(np.float64)  # (N, K)
                 log_p.append(log_softmax(Z / member.temperature))
+                if done is not None:
+                    done()
         return np.stack(log_p).reshape(len(self.members), len(self.views), *log_p[0].shape)  # (M, V, N, K)
 
     def log_mean_probabilities(self, X, batch_size: int = 256):

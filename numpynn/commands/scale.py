@@ -62,7 +62,11 @@ def cmd_ensemble(args) -> int:
     dataset = datasets.pop()
     x_train, y_train, x_test, y_test = load_raw(dataset, args.data, progress=False)
     X, y = x_test.reshape(len(x_test), -1).astype("float32") / 255, y_test.astype("int64")  # (N, 784), (N,)
-    log_p = ensemble.member_log_probabilities(X)  # (M, V, N, K): one pass of every member over every view
+    from tqdm import tqdm
+
+    passes = len(members) * len(ensemble.views)  # on a terminal, a bar: a 49-member committee takes minutes
+    with tqdm(total=passes, desc="scoring the test set", unit="pass", leave=False, disable=None) as bar:
+        log_p = ensemble.member_log_probabilities(X, done=bar.update)  # (M, V, N, K): every member, every view
     Z = log_mean(log_p)  # (N, K) the ensemble's logits on the test set, reused below
     extra, fitted = {}, {}
     unseen = _unseen_by_all(headers, len(x_train))  # training images that are in every member's dev set
