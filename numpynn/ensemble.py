@@ -7,9 +7,10 @@ left and right (zero-filled where it moved away), and the mean runs over members
 
     P(x) = (1/(M V)) sum_m sum_v softmax(z_m(S_v x) / T_m)      S_v: view v's shift, V = 5 (the image and 4 shifts)
 
-A network trained on shifted digits (--augment affine) reads each view about as well as the image itself, but
-makes its mistakes in different places; the mean of the five is a small committee of its own. It costs V times
-the inference, and nothing in the file: the views are one number in the header.
+The views read worse than the image alone, a little for a network trained on moved digits (--augment affine),
+much for one that was not, but their mistakes fall elsewhere, so their mean can read better: a small committee
+of one network. Whether it does is a thing to measure on images the network did not train on (docs/scale.md,
+notebook 07). It costs V times the inference, and nothing in the file: the views are one number in the header.
 
 Each member keeps its own calibration, so a member that is over-confident does not outvote the others. The
 ensemble's "logits" are log P(x), computed stably from each member's log-softmax with log-sum-exp, so that
@@ -17,8 +18,9 @@ softmax(log P) = P: every interface that takes logits (training's evaluate, the 
 averaged probabilities back. An average is less confident than its members; `numpynn ensemble` may fit the
 ensemble a temperature of its own, on images none of its members trained on.
 
-It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities, predict_proba, predict,
-outputs_in_batches, activations, layers, n_params. What a report or the web page shows of the inside of the
+It offers Sequential's inference interface: forward (train=False only), forward_in_batches, probabilities,
+predict_proba, predict, outputs_in_batches, activations, layers, n_params; and member_log_probabilities, each
+member's view on its own. What a report or the web page shows of the inside of the
 network (hidden layers, first-layer weights) is the first member's, with the ensemble's own output as the last
 layer; explanations (explain.py: which pixels raised the answer) are the whole ensemble's.
 
