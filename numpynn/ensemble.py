@@ -119,6 +119,10 @@ class Ensemble(Classifier):
     def n_params(self) -> int:
         return sum(member.n_params() for member in self.members)
 
+    def view(self, X, dy: int, dx: int):
+        """The images moved dy rows down and dx columns right (X itself for the view (0, 0)).  (N, D)"""
+        return X if (dy, dx) == (0, 0) else shifted(X, dy, dx, self.side)
+
     def member_log_probabilities(self, X, batch_size: int = 256, done=None):
         """log softmax(Z_m(S_v X) / T_m) of every member m on every view v of the images: what log P is the
         mean of, kept apart (numpynn ensemble scores each member from the same pass). M V N K float64 numbers
@@ -127,8 +131,7 @@ class Ensemble(Classifier):
         log_p = []
         for member in self.members:
             for dy, dx in self.views:
-                X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, self.side)  # (N, D) view v of the images
-                Z = member.forward_in_batches(X_v, batch_size).astype(np.float64)  # (N, K)
+                Z = member.forward_in_batches(self.view(X, dy, dx), batch_size).astype(np.float64)  # (N, K)
                 log_p.append(log_softmax(Z / member.temperature))
                 if done is not None:
                     done()

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import require
-from .ensemble import log_softmax, shifted
+from .ensemble import log_mean, shifted
 from .layers import BatchNorm, Dropout
 
 
@@ -74,16 +74,15 @@ def backward_to_pixels(model, X, dZ) -> np.ndarray:
 def ensemble_backward_to_pixels(ensemble, X, dZ) -> np.ndarray:
     """dL/dX for L = sum(dZ * log P), P the ensemble's mean probability (see the module docstring): each
     member-view's share of P, pushed back through its log-softmax, its member and its shift.  (N, D)"""
-    M_V = len(ensemble.members) * len(ensemble.views)
-    log_P = ensemble.log_mean_probabilities(X) + np.log(M_V)  # (N, K) log sum_mv p_mv
+    log_p = ensemble.member_log_probabilities(X)  # (M, V, N, K) every l_mv
+    log_P = log_mean(log_p) + np.log(log_p.shape[0] * log_p.shape[1])  # (N, K) log sum_mv p_mv
     dX = np.zeros(X.shape, np.float64)  # (N, D)
-    for member in ensemble.members:
-        for dy, dx in ensemble.views:
-            X_v = X if (dy, dx) == (0, 0) else shifted(X, dy, dx, ensemble.side)  # (N, D)
-            l = log_softmax(member.forward(X_v, train=False).astype(np.float64) / member.temperature)  # (N, K)
+    for m, member in enumerate(ensemble.members):
+        for v, (dy, dx) in enumerate(ensemble.views):
+            l = log_p[m, v]  # (N, K)
             dl = dZ * np.exp(l - log_P)  # (N, K) w_mv = p_mv / sum p
             du = dl - np.exp(l) * dl.sum(axis=1, keepdims=True)  # (N, K)
-            dX_v = backward_to_pixels(member, X_v, (du / member.temperature).astype(X.dtype))  # (N, D)
+            dX_v = backward_to_pixels(member, ensemble.view(X, dy, dx), (du / member.temperature).astype(X.dtype))
             dX += dX_v if (dy, dx) == (0, 0) else shifted(dX_v, -dy, -dx, ensemble.side)  # S_v^T
     return dX.astype(X.dtype)
 
