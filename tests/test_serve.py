@@ -299,6 +299,7 @@ BAD_JSON = [
     ({"pixels": [[True] * 28] * 28}, "numbers"),
     ({"pixels": (seven(28) * 255).tolist()}, "[0, 1]"),
     ({"pixels": (-seven(28)).tolist()}, "[0, 1]"),
+    ({"pixels": (seven(28).astype(float) * 1e300).tolist()}, "run from 0 to 1e+300"),  # finite, though not in float32
     ({"pixels": "zeros"}, "list of rows"),
     ({"pixels": seven(28).tolist(), "model": 3}, "model must be a name"),
     ({"pixels": seven(28).tolist(), "path": "/etc/passwd"}, "unknown field 'path'"),

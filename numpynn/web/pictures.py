@@ -56,13 +56,13 @@ def read_pixels(value) -> np.ndarray:
         raise Invalid(f"pixels has shape {list(a.shape)}; {wanted}")
     if a.dtype.kind not in "iuf":
         raise Invalid(f"pixels must be numbers, not {'true/false' if a.dtype.kind == 'b' else 'text or null'}; {wanted}")
-    a = a.astype(np.float32)
+    a = a.astype(np.float64)  # checked before float32, where a finite 1e300 would become infinite
     if not np.isfinite(a).all():
         raise Invalid("pixels hold NaN or infinite values; send finite numbers in [0, 1]")
     if a.min() < 0 or a.max() > 1:
         raise Invalid(f"pixel values run from {a.min():g} to {a.max():g}; they must lie in [0, 1] "
                       f"(0 black, 1 white): divide 0..255 values by 255")
-    return a
+    return a.astype(np.float32)
 
 
 def picture_size(data: bytes) -> tuple[int, int, str]:
