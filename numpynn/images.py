@@ -11,10 +11,11 @@ photographed on paper looks to the network like the digits it learned from:
 2. grey     luminance, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as Pillow's convert("L"))
 3. flatten  transparent pixels are laid over a background that contrasts with the opaque part (white when
             the opaque part is dark on average, black when it is light): the ink is what is opaque
-4. ink      the background level is the median of the picture's outer frame of pixels; a light background
-            is inverted, so the ink is white on black; the background level is subtracted; a pixel that
-            differs from the background by less than NOISE (10% of full scale), or by less than five times
-            the frame's own noise, is background
+4. ink      the background level is the median of the picture's outer frame of pixels, or, on paper lit
+            from one side (a photo's light falling off across the page), a plane through the frame
+            (_shading); a pixel that differs from the background by less than NOISE (10% of full scale),
+            or by less than five times the frame's own noise, is background; the rest is ink, dark or
+            light, whichever stands out more (_dark_ink); dark ink is inverted, so the ink is white on black
 5. crop     to the bounding box of the ink
 6. scale    so that the longer side is 20 pixels, aspect ratio kept (the crop is padded to a square, which
             is scaled to 20x20, so the shorter side needs no rounding): Pillow's BOX filter when shrinking
@@ -32,8 +33,8 @@ any 2-D one in [0, 1]) as a PNG, and `digit_grid` lays rows of digits out as one
 Limits, on purpose:
 - One digit per picture. Everything that stands out from the background is ink: a second digit, a ruled
   line or a speck of dirt far from the digit widens the crop. Crop the picture first.
-- The background is decided by the frame of outer pixels: a picture whose digit covers most of its border,
-  or whose background is shaded from dark to light, is misread.
+- The background is decided by the frame of outer pixels: a picture whose digit covers most of its border
+  is misread. Shading that is not a plane (a spotlight, the sharp edge of a shadow) is not modelled.
 - Photos are not cleaned up: no deskewing, no stroke thickening, no shadow removal.
 - Formats that Pillow reads by running another program (EPS, through Ghostscript) or that are not
   pictures of pixels (PDF, WMF, ...) are refused; see FORMATS.
@@ -60,12 +61,16 @@ class ImageError(ValueError):
 # refused from the size their header claims, before decoding: a 100-byte PNG can claim 10^10 pixels.
 # Why 50 megapixels: a phone's photo of a digit is 12 to 50 Mpx (8160x6120 = 49.9 Mpx, the largest common
 # sensor mode), and `numpynn predict` must read it as it comes off the phone. The cost is memory while one
-# picture is decoded: measured peaks at the cap, 0.34 GB for a JPEG photo and 0.96 GB for a PNG with partial
-# transparency (RGBA, then grey and alpha as float32), and 1.3 s and 3.8 s. A 0.2 MB PNG can claim that much,
+# picture is decoded: measured peaks at the cap, 0.34 GB for a JPEG photo (0.42 GB when its paper is shaded:
+# the ink as float32) and 0.96 GB for a PNG with partial transparency (RGBA, then grey and alpha as float32),
+# and 1.3 s and 3.8 s. A 0.2 MB PNG can claim that much,
 # so the server, which decodes uploads in worker threads, decodes at most web.pictures.DECODERS at once.
 MAX_PIXELS = 50_000_000
 NOISE = 0.1               # a pixel this close to the background (0..1 scale, ~26/255) is background, not ink;
                           # more when the picture's frame is noisier (see _ink)
+SHADING = 0.05            # paper whose light changes by this much (0..1 scale) or more across the picture is
+                          # shaded: its background is a plane, not one level (see _shading)
+SEGMENTS = 8              # _shading reads each side of the frame as this many runs, by their medians
 BOX = 20                  # MNIST's digits fit a 20x20 box ...
 SIZE = 28                 # ... inside a 28x28 field ...
 CENTRE = 14.0             # ... with the centre of mass at row 14, column 14 (0-based, measured on MNIST)
@@ -328,8 +333,10 @@ def _ink(grey, name):
     background, faint noise 0.
 
     The background level is the median of the outer frame of pixels: a digit that touches the border still
-    leaves most of the frame to the background. A frame lighter than mid-grey means dark ink on light paper,
-    which is inverted."""
+    leaves most of the frame to the background. Dark ink on light paper (_dark_ink) is inverted."""
+    plane = _shading(grey)
+    if plane is not None:
+        return _ink_on_shaded_paper(grey, plane, name)
     if grey.dtype == np.uint8:
         return _ink_of_levels(grey, name)
     frame = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])   # (2W + 2H - 4,)
@@ -339,28 +346,157 @@ def _ink(grey, name):
     # one background pixel above the threshold, so grain does not stretch the crop to the whole picture.
     sigma = 1.4826 * float(np.median(np.abs(frame - background)))
     threshold = max(NOISE, 5 * sigma)
-    ink = _stand_out(grey, background, threshold)         # (H, W)
+    dark = _one_sided(background, threshold)
+    if dark is None:
+        dark = _dark_ink(((grey[r] - background, None) for r in _rows(len(grey))), threshold, background)
+    ink = _stand_out(grey, background, threshold, dark)  # (H, W)
     if not ink.any():
         raise _blank(name, threshold)
     return ink[_extent(ink)]
 
 
-def _stand_out(grey, background, threshold):
-    """How far each pixel stands out from the background, with a light background inverted; 0 below threshold."""
-    if background > 0.5:
+def _dark_ink(blocks, threshold, paper):
+    """Whether the ink is darker than the paper: the pixels darker than the background by the threshold or
+    more outweigh those lighter by as much, each weighing how far it stands out.
+    blocks: pairs (d, counts): d how far each pixel lies above the background, a few rows at a time (no
+    full-size temporary), counts None; or d for each of the 256 grey levels, and how many pixels have it.
+    paper: the background's level, which decides when nothing outweighs (no ink either way): paper over
+    mid-grey is taken to be light.
+
+    The evidence decides, not the paper's level alone: a dim photo of a page has paper well under mid-grey
+    and ink darker still, and a digit on a grey screen may be lighter or darker than it."""
+    dark = light = 0.0
+    for d, counts in blocks:
+        weighed = d * counts if counts is not None else d    # float64 with counts, else float32
+        dark -= float(weighed[d <= -threshold].sum(dtype=np.float64))
+        light += float(weighed[d >= threshold].sum(dtype=np.float64))
+    return dark > light if dark != light else paper > 0.5
+
+
+def _one_sided(background, threshold):
+    """On even paper that leaves room for ink on one side only (nothing lies threshold or more below a
+    background under the threshold, or above one over 1 - threshold): whether that ink is dark; else None,
+    and _dark_ink weighs the evidence. It answers as _dark_ink would, without a pass over the pixels."""
+    if background < threshold:
+        return False
+    if background > 1 - threshold:
+        return True
+    return None
+
+
+def _rows(H, step=256):
+    """The row ranges that cover H rows, step at a time."""
+    return [slice(top, min(top + step, H)) for top in range(0, H, step)]
+
+
+def _stand_out(grey, background, threshold, dark):
+    """How far each pixel stands out from the background, inverted when the ink is dark; 0 below threshold."""
+    if dark:
         grey, background = 1 - grey, 1 - background
     ink = grey - background                               # what stands out; below 0 is not ink
     ink[ink < threshold] = 0                              # paper grain, JPEG ringing: not ink
     return ink
 
 
+def _shading(grey):
+    """The light on the paper as a plane, B(i, j) = a + b i + c j (row i, column j, on the 0..1 scale), fitted to
+    the frame; or None when the paper is evenly lit: the plane changes by less than SHADING across the picture.
+
+    A photo of a page is often lit from one side, so its paper runs from dark to light. One background level
+    for the whole frame then makes the dark side look like ink, or, through the frame's spread, raises the
+    noise threshold above the ink itself. The plane is fitted by least squares, not to the frame's pixels but
+    to the medians of SEGMENTS runs along each side: a stroke that crosses the frame is narrower than a run,
+    so it moves no median, as it moves no pixel of a median level; a stroke as wide as half a run does, and
+    the fit is made again without the quarter of the runs farthest from the first plane. Runs at pure black
+    or white are left out (a camera clips light past its range; the plane goes on past it). Every run kept
+    must then lie within SHADING of the plane: a frame that is no plane of light (ink along much of the
+    border, a shadow's sharp edge) keeps its one level, the median, as on even paper."""
+    H, W = grey.shape
+    if min(H, W) < 2 * SEGMENTS:                          # too small to be a photo; no runs to take medians of
+        return None
+    rows, cols = grey[[0, -1]], grey[:, [0, -1]].T        # (2, W) top and bottom; (2, H) left and right
+    if rows.min() == rows.max() == cols.min() == cols.max():
+        return None                                       # a frame of one level (the page's pad): even
+    v, i, j = [], [], []                                  # each run's median level, and its centre (i, j)
+    for lines, length, across in ((rows, W, (0, H - 1)), (cols, H, (0, W - 1))):
+        m = length // SEGMENTS                            # SEGMENTS runs of m pixels, centred on the side
+        start = (length - SEGMENTS * m) // 2
+        runs = _levels(lines[:, start : start + SEGMENTS * m]).reshape(2, SEGMENTS, m)
+        along = np.tile(start + m * np.arange(SEGMENTS) + (m - 1) / 2, 2)        # (2 SEGMENTS,)
+        at = np.repeat(across, SEGMENTS)                                         # (2 SEGMENTS,)
+        v.append(np.median(runs, axis=2).ravel())
+        i.append(at if lines is rows else along)
+        j.append(along if lines is rows else at)
+    v, i, j = (np.concatenate(x).astype(np.float64) for x in (v, i, j))   # (4 SEGMENTS,) each
+    A = np.stack([np.ones_like(i), i, j], axis=1)         # (4 SEGMENTS, 3)
+    measured = (v > 1 / 255) & (v < 254 / 255)            # a run at black or white says nothing of the light:
+    if measured.sum() < 2 * SEGMENTS:                     # the camera clipped it (or it is ink on the pad)
+        return None
+    A, v = A[measured], v[measured]
+    (a, b, c), *_ = np.linalg.lstsq(A, v, rcond=None)
+    keep = np.argsort(np.abs(A @ (a, b, c) - v))[: 3 * len(v) // 4]    # without the quarter farthest from it
+    (a, b, c), *_ = np.linalg.lstsq(A[keep], v[keep], rcond=None)
+    if np.abs(A[keep] @ (a, b, c) - v[keep]).max() > SHADING:
+        return None           # the frame is no plane of light (ink along much of the border, a shadow's edge)
+    change = abs(b) * (H - 1) + abs(c) * (W - 1)          # from the darkest corner to the lightest
+    return (a, b, c) if change >= SHADING else None
+
+
+def _ink_on_shaded_paper(grey, plane, name):
+    """_ink with the background a plane B(i, j) = a + b i + c j (_shading).
+
+    Which pixels are ink is decided as on even paper, by how far they stand out from the paper where they
+    lie, |g - B| >= the threshold: the camera's grain is added to the light, so it is the same in the shade
+    as in the light, and the frame's spread about the plane measures it. How much ink a pixel holds depends
+    on the ink. Dark ink (_dark_ink) reflects a fixed share of the light that falls on it, and the camera
+    records the light times what the surface reflects, g = B r: a stroke in the shade stands out less than
+    the same stroke in the light. Its ink is the share of the light it takes away, (B - g) / B = 1 - g / B,
+    the same along the whole stroke. Light ink (chalk on a board, a digit on a screen) is what it adds to the
+    background, g - B."""
+    a, b, c = plane
+    H, W = grey.shape
+
+    def paper(i, j):                          # what the camera records of the paper: the light, clipped to 0..1
+        return np.clip(a + b * i + c * j, 0, 1).astype(np.float32)
+
+    def above(r):                                                           # g - B for the rows r
+        return _levels(grey[r]) - paper(np.arange(H)[r, None], np.arange(W)[None, :])
+
+    i = np.concatenate([np.zeros(W), np.full(W, H - 1), np.arange(1, H - 1), np.arange(1, H - 1)])
+    j = np.concatenate([np.arange(W), np.arange(W), np.zeros(H - 2), np.full(H - 2, W - 1)])
+    frame = _levels(np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])) - paper(i, j)
+    sigma = 1.4826 * float(np.median(np.abs(frame - np.median(frame))))    # the frame's spread about B
+    threshold = max(NOISE, 5 * sigma)
+    dark = _dark_ink(((above(r), None) for r in _rows(H)), threshold, float(paper((H - 1) / 2, (W - 1) / 2)))
+    ink = np.empty((H, W), np.float32)                                      # (H, W)
+    for r in _rows(H):                              # B is made 256 rows at a time, never for the whole picture
+        d = above(r)
+        if dark:
+            B = paper(np.arange(H)[r, None], np.arange(W)[None, :])
+            ink[r] = np.where(-d >= threshold, -d / np.maximum(B, 1 / 255), 0)   # 1 - g / B
+        else:
+            ink[r] = np.where(d >= threshold, d, 0)                             # g - B
+    if not ink.any():
+        raise _blank(name, threshold)
+    return ink[_extent(ink)]
+
+
 def _blank(name, threshold):
+    if threshold >= 0.5:
+        return ImageError(f"{name}: the border of the picture is too uneven to tell the paper from the ink; "
+                          f"photograph the digit on plain paper, or crop it leaving a margin of paper around it")
     noisy = " (the picture is grainy, so faint ink does not count)" if threshold > NOISE else ""
     return ImageError(f"{name}: is blank: no ink found (nothing differs from the background by "
                       f"{threshold:.0%} or more{noisy}); draw a digit darker or lighter than its background")
 
 
 LEVELS = np.arange(256, dtype=np.float32) / 255          # (256,) a uint8 picture's grey levels, as _scale makes them
+
+
+def _levels(grey):
+    """Grey values on the 0..1 scale as float32: a uint8 picture's through LEVELS, the very numbers _scale
+    would have made of them, so both kinds of picture give the same result to the bit."""
+    return LEVELS[grey] if grey.dtype == np.uint8 else grey.astype(np.float32, copy=False)
 
 
 def _ink_of_levels(grey8, name):
@@ -377,16 +513,20 @@ def _ink_of_levels(grey8, name):
     background = float(_median_of_levels(LEVELS, counts))
     sigma = 1.4826 * float(_median_of_levels(np.abs(LEVELS - background), counts))
     threshold = max(NOISE, 5 * sigma)
-    table = _stand_out(LEVELS, background, threshold)     # (256,) the ink of each level
+    dark = _one_sided(background, threshold)
+    if dark is None:
+        counts = np.array(Image.fromarray(grey8).histogram())   # (256,) pixels per level: np.bincount's
+        dark = _dark_ink([(LEVELS - background, counts)], threshold, background)   # answer, 10x faster
+    table = _stand_out(LEVELS, background, threshold, dark)   # (256,) the ink of each level
     inked = np.flatnonzero(table)                         # the levels that count as ink: one end of 0..255
     if inked.size == 0:
         raise _blank(name, threshold)
-    level = int(inked[-1] if background > 0.5 else inked[0])   # a Python int: compared as uint8, not int64
-    is_ink = grey8 <= level if background > 0.5 else grey8 >= level   # (H, W) bool
+    level = int(inked[-1] if dark else inked[0])          # a Python int: compared as uint8, not int64
+    is_ink = grey8 <= level if dark else grey8 >= level   # (H, W) bool
     if not is_ink.any():
         raise _blank(name, threshold)
     crop = grey8[_extent(is_ink)].astype(np.float32) / 255   # (h, w) float32, as _scale makes it
-    return _stand_out(crop, background, threshold)
+    return _stand_out(crop, background, threshold, dark)
 
 
 def _median_of_levels(values, counts):
@@ -419,6 +559,10 @@ def _fit(digit):
     square[top : top + h, left : left + w] = digit
     method = Image.Resampling.BOX if n > BOX else Image.Resampling.BILINEAR
     scaled = Image.fromarray(square).resize((BOX, BOX), method)   # mode F: full precision, no 8-bit rounding
+    if not np.asarray(scaled).any():
+        # Pillow's BOX weighs each pixel by where its centre falls: a line one pixel thin whose centre lies on
+        # the border between two of the result's pixels counts for neither. BILINEAR's wider tent keeps it.
+        scaled = Image.fromarray(square).resize((BOX, BOX), Image.Resampling.BILINEAR)
     scaled = np.clip(np.asarray(scaled), 0, 1)            # (20, 20); clip: float rounding at the edges
     return scaled[_extent(scaled)]      # the padding stays exactly 0: trim it off again, so _centre sees the ink
 

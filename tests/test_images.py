@@ -49,6 +49,18 @@ def noisy_seven(sigma):
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
+def shaded_seven(low, high, angle=0.0, sigma=0.0, at=(0, 0)):
+    """Dark ink on paper lit from one side: the paper's level runs from `low` to `high` (0..255) across the
+    picture, in the direction `angle` (degrees, 0: left to right), and the ink lets through a seventh of the
+    light that falls on it, as a pen's stroke on a photographed page; Gaussian grain of `sigma` on top."""
+    rows, cols = np.mgrid[0:400, 0:400] / 399.0                                   # (400, 400) each
+    t = np.cos(np.radians(angle)) * cols + np.sin(np.radians(angle)) * rows
+    light = low + (high - low) * (t - t.min()) / (t.max() - t.min())              # (400, 400) the paper
+    ink = np.asarray(seven(at=at), np.float32) / 255                             # 1 where the pen went
+    pixels = light * (1 - ink * 6 / 7) + np.random.default_rng(0).normal(0, sigma, light.shape)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
 def sixteen_bit_png():
     picture = Image.fromarray(np.asarray(seven(), np.uint16) * 257)   # mode I;16, 0..65535
     assert picture.mode == "I;16"
@@ -81,6 +93,8 @@ VARIANTS = {
     "red ink on cream paper (RGB)": (lambda: seven(ink=(200, 30, 30), paper=(250, 250, 200), mode="RGB"),
                                      ("max", 1e-6)),
     "low contrast, 150 on 200": (lambda: seven(ink=150, paper=200), ("max", 1e-6)),
+    "dim photo: black ink on dark grey paper, 10 on 100": (lambda: seven(ink=10, paper=100), ("max", 1e-6)),
+    "light ink on light grey, 230 on 150": (lambda: seven(ink=230, paper=150), ("max", 1e-6)),
     "uint8 array": (lambda: np.asarray(seven(ink=0, paper=255)), ("max", 1e-6)),
     "float array in [0, 1]": (lambda: np.asarray(seven(), np.float64) / 255, ("max", 1e-6)),
     "RGBA uint8 array": (lambda: np.asarray(transparent_seven((0, 0, 0))), ("max", 1e-6)),
@@ -91,6 +105,12 @@ VARIANTS = {
     "JPEG, quality 75": (lambda: encoded(seven(ink=0, paper=255), "JPEG", quality=75), ("max", 0.05)),
     "JPEG on its side with EXIF orientation": (exif_rotated_jpeg, ("max", 0.15)),
     "grainy photo, noise sigma 12/255": (lambda: noisy_seven(12), ("max", 0.06)),
+    "paper shaded 120 to 240, left to right": (lambda: shaded_seven(120, 240), ("max", 0.10)),
+    "paper shaded 90 to 250 diagonally, grain 8/255, JPEG": (
+        lambda: encoded(Image.fromarray(shaded_seven(90, 250, angle=35, sigma=8)), "JPEG", quality=85),
+        ("max", 0.15)),
+    "paper shaded 110 to 300, clipped to white on one side": (lambda: shaded_seven(110, 300, angle=60),
+                                                              ("max", 0.10)),
     "tiny, 28x28": (lambda: seven(0.07), ("corr", 0.92)),
     "tiny, 20x20 (enlarged)": (lambda: seven(0.05), ("corr", 0.85)),
 }
@@ -174,8 +194,8 @@ def test_prepare_many_stacks_rows():
 # The fast path for 8-bit grey pictures (the web page's drawing pad) gives the same digit, to the bit
 
 def random_pictures(n, seed=0):
-    """n uint8 pictures of every kind _ink meets: dark or light or mid-grey paper, clean or grainy, with a
-    few strokes of any level, or none (blank), tiny to pad-sized, square or not."""
+    """n uint8 pictures of every kind _ink meets: dark or light or mid-grey paper, evenly lit or shaded, clean
+    or grainy, with a few strokes of any level, or none (blank), tiny to pad-sized, square or not."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         h, w = rng.integers(1, 60, 2) if i % 3 else rng.choice([28, 280], 2)
@@ -186,6 +206,8 @@ def random_pictures(n, seed=0):
             draw.line([tuple(rng.integers(0, [w, h])) for _ in range(3)], fill=int(rng.integers(0, 256)),
                       width=int(rng.integers(1, 8)))
         a = np.asarray(picture, np.float32) + rng.normal(0, rng.choice([0, 3, 15]), (h, w))   # grain
+        if i % 4 == 0:                                                   # light falling off across it
+            a += rng.uniform(-2, 2) * np.arange(h)[:, None] + rng.uniform(-2, 2) * np.arange(w)[None, :]
         yield np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
@@ -212,6 +234,15 @@ def test_uint8_pictures_prepare_exactly_as_the_same_pixels_as_floats():
     assert 20 < blank < 200                                # both kinds of picture were tried
 
 
+def test_a_line_one_pixel_thin_on_the_box_filters_border_still_prepares():
+    # A 47-pixel line, 1 thin: _fit pads it to 47x47 at row 23, and 47 -> 20 puts row 23's centre (23.5) on
+    # the border of two of BOX's result rows, so BOX alone drops it and the crop would be empty.
+    picture = np.zeros((60, 47), np.uint8)
+    picture[30, :] = 255
+    x = prepare(picture)
+    assert x.shape == (28, 28) and x.max() == 1 and np.count_nonzero(x.sum(axis=1)) <= 2
+
+
 def test_an_opaque_rgba_picture_prepares_as_the_grey_picture_with_its_alpha():
     # A browser's canvas gives RGBA PNGs that are opaque everywhere: read as plain grey, nothing to flatten.
     # The reference: the same grey and alpha as a (H, W, 2) array, which goes through _flatten.
@@ -219,6 +250,38 @@ def test_an_opaque_rgba_picture_prepares_as_the_grey_picture_with_its_alpha():
         rgba = Image.fromarray(a).convert("RGBA")
         reference = np.stack([a.astype(np.float32) / 255, np.ones(a.shape, np.float32)], axis=2)   # (H, W, 2)
         np.testing.assert_array_equal(prepare(encoded(rgba, "PNG")), prepare(reference))
+
+
+@pytest.mark.parametrize("low, high, angle, shaded", [
+    (200, 200, 0, False), (200, 210, 0, False),        # even, or changing by 10/255 < SHADING: one level
+    (120, 240, 0, True), (240, 120, 90, True), (60, 250, 135, True),
+])
+def test_paper_lit_from_one_side_is_a_plane_through_the_frame(low, high, angle, shaded):
+    """_shading finds the plane when the light changes by SHADING or more across the picture, even with the
+    7's bar running out through the left edge (most of the frame is still paper), and None otherwise."""
+    pixels = shaded_seven(low, high, angle, at=(-120, 0))
+    assert pixels[60, 0] < 0.3 * pixels[200, 0]                       # the stroke crosses the frame
+    plane = images._shading(pixels)
+    assert (plane is not None) == shaded
+    if shaded:
+        a, b, c = plane
+        truth = shaded_seven(low, high, angle, at=(-2000, 0)) / 255   # the paper alone
+        rows, cols = np.mgrid[0:400, 0:400]
+        assert np.abs(a + b * rows + c * cols - truth).max() < 0.02
+        check_mnist_like(prepare(pixels))
+
+
+def test_shading_keeps_the_even_road_for_the_pad():
+    """The page's pad (black, then white ink) is evenly lit: no plane, so the uint8 road of _ink_of_levels,
+    even when strokes run off the pad's edges (ink along much of the frame is no plane of light)."""
+    assert images._shading(np.asarray(seven())) is None
+    assert images._shading(np.asarray(seven(), np.float32) / 255) is None
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        pad = Image.new("L", (280, 280), 0)
+        ImageDraw.Draw(pad).line([tuple(rng.integers(-20, 300, 2)) for _ in range(rng.integers(2, 6))],
+                                 fill=255, width=int(rng.integers(10, 40)), joint="curve")
+        assert images._shading(np.asarray(pad)) is None
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 1116, 1117])
@@ -257,6 +320,8 @@ def assert_one_line_error(source, *phrases):
     ("transparent.png", lambda: Image.new("RGBA", (64, 48), (0, 0, 0, 0)), ["is blank", "transparent"]),
     ("faint.png", lambda: seven(ink=20, paper=0), ["is blank"]),                  # 20/255 is under NOISE
     ("grain.png", lambda: Image.fromarray(noisy_seven(12)[:40, :40]), ["is blank", "grainy"]),
+    ("static.png", lambda: Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)),
+     ["too uneven to tell the paper from the ink", "plain paper"]),
 ])
 def test_blank_pictures(tmp_path, name, make, phrases):
     path = tmp_path / name

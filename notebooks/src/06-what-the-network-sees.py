@@ -86,9 +86,10 @@ show([naive], ["shrunk to 28×28"])
 # `_centre`, the steps of `numpynn/images.py`'s docstring), so each stage can be shown:
 #
 # 1. **grey**: luminance, $0.299R + 0.587G + 0.114B$;
-# 2. **ink**: the background's level is the median of the outer frame of pixels; a light background is
-#    inverted so the ink is white on black, the background is subtracted, faint noise is set to 0, and the
-#    picture is cropped to the ink;
+# 2. **ink**: the background's level is the median of the outer frame of pixels (or a plane through it, when
+#    the paper is lit from one side); what stands out from it by less than the noise is set to 0; the rest is
+#    ink, dark or light, whichever stands out more, and dark ink is inverted so the ink is white on black;
+#    the picture is cropped to the ink;
 # 3. **scale**: the longer side becomes 20 pixels, the aspect ratio kept, each pixel the fraction of its area
 #    covered by ink (MNIST's grey edges come from exactly this);
 # 4. **levels**: the brightest pixel becomes 1;
@@ -135,8 +136,8 @@ plt.show()
 # ## A photograph: white chalk on black
 #
 # `docs/img/seven.jpg` is the other way round: light ink on a dark background, and a JPEG with its grain.
-# The frame of pixels says the background is dark, so nothing is inverted; the grain is below the noise
-# threshold.
+# What stands out from the frame's level is lighter than it, so nothing is inverted; the grain is below the
+# noise threshold.
 
 # %%
 photo = Image.open("../docs/img/seven.jpg")
