@@ -313,7 +313,7 @@ def test_a_sweep_runs_on_a_cluster_address(tiny, tmp_path):
         head.wait(timeout=60)
 
 
-@pytest.mark.parametrize("name", ["sweep.toml", "committee.toml"])
+@pytest.mark.parametrize("name", ["sweep.toml", "committee.toml", "long-committee.toml"])
 def test_the_example_space_files_are_valid(name):
     settings, fixed, space, recipes = read_space(REPO / "examples" / name)
     for recipe in list(recipes.values()) or [{}]:
@@ -321,4 +321,10 @@ def test_the_example_space_files_are_valid(name):
     if name == "committee.toml":  # 7 inputs (6 of them width-normalised) x 5 seeds, each run to its end and saved
         assert len(recipes) * len(space["seed"]["grid"]) == 35
         assert sorted(recipe.get("width_norm", 0) for recipe in recipes.values()) == [0, 10, 12, 14, 16, 18, 20]
+        assert all(sweep.trial_config(fixed, recipe, {}).threads == 1 for recipe in recipes.values())
+        assert settings["scheduler"] == "none" and settings["save_all"] is True
+    if name == "long-committee.toml":  # the six 75-epoch networks of docs/scale.md, seeds and all
+        config = sweep.trial_config(fixed, {}, {"seed": 101})
+        assert (config.epochs, config.dev_size, config.augment, config.threads) == (75, 1000, "affine", 1)
+        assert space["seed"]["grid"] == [101, 102, 103, 111, 112, 113]
         assert settings["scheduler"] == "none" and settings["save_all"] is True
