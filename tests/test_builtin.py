@@ -1,6 +1,7 @@
 """The built-in model (numpynn/models): what its file holds, that a changed copy is refused, and that predict,
 info, evaluate and serve use it when no model is given, after the user's own model when one is."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -125,3 +126,10 @@ def test_python_m_numpynn_models_makes_a_float32_file_with_its_metrics_and_hash(
     assert f"weights_sha256 {header['weights_sha256']}" in out
     X = np.random.default_rng(1).random((8, 784))
     np.testing.assert_allclose(model.predict_proba(X), trained.predict_proba(X), atol=1e-5)
+
+
+def test_the_docs_photo_lit_from_one_side_reads_as_the_docs_say(capsys):
+    """docs/images.md shows docs/img/shaded-input.jpg, a 3 on paper lit from the right, read by the built-in model."""
+    picture = pathlib.Path(__file__).resolve().parents[1] / "docs" / "img" / "shaded-input.jpg"
+    code, out, err = run_cli(capsys, "predict", str(picture), "--json")
+    assert code == 0 and json.loads(out)[0]["digit"] == 3 and not json.loads(out)[0]["not_sure"]
