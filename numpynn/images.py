@@ -61,9 +61,9 @@ class ImageError(ValueError):
 # refused from the size their header claims, before decoding: a 100-byte PNG can claim 10^10 pixels.
 # Why 50 megapixels: a phone's photo of a digit is 12 to 50 Mpx (8160x6120 = 49.9 Mpx, the largest common
 # sensor mode), and `numpynn predict` must read it as it comes off the phone. The cost is memory while one
-# picture is decoded: measured peaks at the cap, 0.34 GB for a JPEG photo (0.42 GB when its paper is shaded:
-# the ink as float32) and 0.96 GB for a PNG with partial transparency (RGBA, then grey and alpha as float32),
-# and 1.3 s and 3.8 s. A 0.2 MB PNG can claim that much, so the server, which decodes uploads in worker
+# picture is decoded: measured peaks at the cap, 0.34 GB for a JPEG photo (0.29 GB when its paper is shaded,
+# whose ink is made only for its bounding box) and 0.96 GB for a PNG with partial transparency (RGBA, then
+# grey and alpha as float32), and 1.3 s and 3.8 s. A 0.2 MB PNG can claim that much, so the server, which decodes uploads in worker
 # threads, decodes at most web.pictures.DECODERS at once.
 MAX_PIXELS = 50_000_000
 NOISE = 0.1               # a pixel this close to the background (0..1 scale, ~26/255) is background, not ink;
@@ -460,8 +460,15 @@ def _ink_on_shaded_paper(grey, plane, name):
     def paper(i, j):                          # what the camera records of the paper: the light, clipped to 0..1
         return np.clip(a + b * i + c * j, 0, 1).astype(np.float32)
 
-    def above(r):                                                           # g - B for the rows r
-        return _levels(grey[r]) - paper(np.arange(H)[r, None], np.arange(W)[None, :])
+    def above(r, k=slice(None)):                                            # g - B, rows r and columns k
+        return _levels(grey[r, k]) - paper(np.arange(H)[r, None], np.arange(W)[None, k])
+
+    def ink_of(r, k=slice(None)):                                           # the ink of rows r, columns k
+        d = above(r, k) if not dark else -above(r, k)
+        if not dark:
+            return np.where(d >= threshold, d, 0).astype(np.float32, copy=False)   # g - B
+        B = paper(np.arange(H)[r, None], np.arange(W)[None, k])
+        return np.where(d >= threshold, d / np.maximum(B, 1 / 255), 0).astype(np.float32, copy=False)  # 1 - g/B
 
     i = np.concatenate([np.zeros(W), np.full(W, H - 1), np.arange(1, H - 1), np.arange(1, H - 1)])
     j = np.concatenate([np.arange(W), np.arange(W), np.zeros(H - 2), np.full(H - 2, W - 1)])
@@ -469,17 +476,20 @@ def _ink_on_shaded_paper(grey, plane, name):
     sigma = 1.4826 * float(np.median(np.abs(frame - np.median(frame))))    # the frame's spread about B
     threshold = max(NOISE, 5 * sigma)
     dark = _dark_ink(((above(r), None) for r in _rows(H)), threshold, float(paper((H - 1) / 2, (W - 1) / 2)))
-    ink = np.empty((H, W), np.float32)                                      # (H, W)
-    for r in _rows(H):                              # B is made 256 rows at a time, never for the whole picture
-        d = above(r)
-        if dark:
-            B = paper(np.arange(H)[r, None], np.arange(W)[None, :])
-            ink[r] = np.where(-d >= threshold, -d / np.maximum(B, 1 / 255), 0)   # 1 - g / B
-        else:
-            ink[r] = np.where(d >= threshold, d, 0)                             # g - B
-    if not ink.any():
+    # Where the ink is, 256 rows at a time (B is never made for the whole picture, nor is the ink): the rows
+    # and the columns that hold any, then the ink of their bounding box only.
+    inked_rows, inked_cols = np.zeros(H, bool), np.zeros(W, bool)          # (H,), (W,)
+    for r in _rows(H):
+        inked = ink_of(r) > 0                                               # (rows, W) bool
+        inked_rows[r], inked_cols = inked.any(axis=1), inked_cols | inked.any(axis=0)
+    if not inked_rows.any():
         raise _blank(name, threshold)
-    return ink[_extent(ink)]
+    rows, cols = np.flatnonzero(inked_rows), np.flatnonzero(inked_cols)
+    top, bottom, k = rows[0], rows[-1] + 1, slice(cols[0], cols[-1] + 1)
+    ink = np.empty((bottom - top, k.stop - k.start), np.float32)           # (h, w) the bounding box
+    for r in _rows(bottom - top):
+        ink[r] = ink_of(slice(top + r.start, top + r.stop), k)
+    return ink
 
 
 def _blank(name, threshold):
