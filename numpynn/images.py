@@ -340,7 +340,7 @@ def _ink(grey, name):
         return _ink_on_shaded_paper(grey, plane, name)
     if grey.dtype == np.uint8:
         return _ink_of_levels(grey, name)
-    frame = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])   # (2W + 2H - 4,)
+    frame = _frame(grey)                                  # (2W + 2H - 4,)
     background = float(np.median(frame))
     # The frame's own noise, as a standard deviation (1.4826 x the median absolute deviation, which a
     # stroke crossing the frame does not disturb). Five of them: a 12-megapixel photo then has well under
@@ -388,6 +388,12 @@ def _one_sided(background, threshold):
 def _rows(H, step=256):
     """The row ranges that cover H rows, step at a time."""
     return [slice(top, min(top + step, H)) for top in range(0, H, step)]
+
+
+def _frame(a):
+    """The outer frame of a 2-D array, every pixel once: first row, last row, then the first and last columns
+    between them. (2W + 2H - 4,)"""
+    return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
 
 
 def _stand_out(grey, background, threshold, dark):
@@ -470,9 +476,9 @@ def _ink_on_shaded_paper(grey, plane, name):
         B = paper(np.arange(H)[r, None], np.arange(W)[None, k])
         return np.where(d >= threshold, d / np.maximum(B, 1 / 255), 0).astype(np.float32, copy=False)  # 1 - g/B
 
-    i = np.concatenate([np.zeros(W), np.full(W, H - 1), np.arange(1, H - 1), np.arange(1, H - 1)])
-    j = np.concatenate([np.arange(W), np.arange(W), np.zeros(H - 2), np.full(H - 2, W - 1)])
-    frame = _levels(np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])) - paper(i, j)
+    i = _frame(np.broadcast_to(np.arange(H)[:, None], (H, W)))              # each frame pixel's row
+    j = _frame(np.broadcast_to(np.arange(W)[None, :], (H, W)))              # and column
+    frame = _levels(_frame(grey)) - paper(i, j)
     sigma = 1.4826 * float(np.median(np.abs(frame - np.median(frame))))    # the frame's spread about B
     threshold = max(NOISE, 5 * sigma)
     dark = _dark_ink(((above(r), None) for r in _rows(H)), threshold, float(paper((H - 1) / 2, (W - 1) / 2)))
@@ -519,7 +525,7 @@ def _ink_of_levels(grey8, name):
     with the same float32 operations _ink does on every pixel. The ink grows with the level (or shrinks, when
     the background is light), so the inked pixels are those past one level: one comparison of bytes finds
     the bounding box, and only the box is turned into floats and measured against the background."""
-    frame = np.concatenate([grey8[0], grey8[-1], grey8[1:-1, 0], grey8[1:-1, -1]])   # (2W + 2H - 4,) uint8
+    frame = _frame(grey8)                                 # (2W + 2H - 4,) uint8
     counts = np.bincount(frame, minlength=256)            # (256,) how many frame pixels have each level
     background = float(_median_of_levels(LEVELS, counts))
     sigma = 1.4826 * float(_median_of_levels(np.abs(LEVELS - background), counts))
